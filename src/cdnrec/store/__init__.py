@@ -1,1 +1,40 @@
-"""store."""
+"""The SQL store: apps, tasks, files and deliveries, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cdnrec.store.apps import AppRepo
+from cdnrec.store.database import migrate, open_engine
+from cdnrec.store.models import App, FileState, RecordedFile, Task, TaskState
+from cdnrec.store.tasks import TaskRepo
+
+
+class Store:
+    """One database, reached through a repository per kind of record."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.apps = AppRepo(engine)
+        self.tasks = TaskRepo(engine)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
+        """Connect to `url` and (by default) migrate it to the latest schema."""
+        engine = open_engine(url)
+        if migrate_schema:
+            await migrate(engine)
+        return cls(engine)
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        """Release every connection."""
+        await self.engine.dispose()
+
+
+__all__ = ["App", "FileState", "RecordedFile", "Store", "Task", "TaskState"]

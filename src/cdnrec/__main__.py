@@ -1,0 +1,5 @@
+"""`python -m cdnrec` runs the CLI."""
+
+from cdnrec.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""The Actions of the API, each with its rate-limit family, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cdnrec.api.zego import requests, shapes
+from cdnrec.api.zego.codes import ApiError, Code
+from cdnrec.api.zego.params import Params
+from cdnrec.config import LimitSettings, Vendor
+from cdnrec.control import (
+    ConfigUnworkable,
+    Control,
+    ControlError,
+    RecordingDisabled,
+    VendorNotConfigured,
+)
+from cdnrec.store.models import App
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the Actions work with."""
+
+    control: Control
+    limits: LimitSettings
+
+
+Handler = Callable[[Services, App, Params], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One Action: its handler and the rate-limit family it counts against."""
+
+    handler: Handler
+    family: str
+
+
+def _control_code(exc: ControlError) -> Code:
+    if isinstance(exc, RecordingDisabled):
+        return Code.NOT_ENABLED
+    if isinstance(exc, VendorNotConfigured):
+        return Code.VENDOR_MISMATCH
+    if isinstance(exc, ConfigUnworkable):
+        return Code.CONFIG_ERROR
+    return Code.REQUEST_FAILED
+
+
+async def start_cdn_record(services: Services, app: App, params: Params) -> Any:
+    """StartCDNRecord: one task per stream; idempotent for streams already recording."""
+    vendor = requests.vendor(params)
+    streams = requests.stream_ids(params, services.limits.max_stream_ids)
+    control = services.control
+    deadline = None
+    if vendor is Vendor.TENCENT:
+        deadline = requests.tencent_end_time(params, control.now())
+    try:
+        outcomes = await control.start(
+            app, vendor, streams, deadline=deadline, refs_for=lambda c: shapes.refs_for(vendor, c)
+        )
+    except ControlError as exc:
+        raise ApiError(_control_code(exc), str(exc)) from exc
+    return shapes.start_data(vendor, app.vendors[vendor].formats, outcomes)
+
+
+async def stop_cdn_record(services: Services, app: App, params: Params) -> Any:
+    """StopCDNRecord: stop every active task of each stream; idle streams answer per stream."""
+    vendor = requests.vendor(params)
+    streams = requests.stream_ids(params, services.limits.max_stream_ids)
+    try:
+        outcomes = await services.control.stop(app, vendor, streams)
+    except ControlError as exc:
+        raise ApiError(_control_code(exc), str(exc)) from exc
+    return shapes.stop_data(vendor, app.vendors[vendor].formats, outcomes)
+
+
+MEDIA = "media"
+STREAM_STATE = "stream_state"
+
+ACTIONS: dict[str, Action] = {
+    "StartCDNRecord": Action(start_cdn_record, MEDIA),
+    "StopCDNRecord": Action(stop_cdn_record, MEDIA),
+}
+
+PLANNED = frozenset(
+    {"SearchMedia", "DeleteMedia", "MergeMedia", "DescribeMediaTask", "DescribeRTCStreamState"}
+)
+
+
+def lookup(name: str) -> Action:
+    """The Action called `name`, or the gateway code for an unsupported one."""
+    action = ACTIONS.get(name)
+    if action is None:
+        if name in PLANNED:
+            raise ApiError(Code.ACTION_UNSUPPORTED, f"Action {name} is not available yet")
+        raise ApiError(Code.ACTION_UNSUPPORTED, f"Action {name[:64]!r} is not supported")
+    return action

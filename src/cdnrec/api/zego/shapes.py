@@ -1,0 +1,121 @@
+"""Vendor-shaped identifiers and per-stream results of Start/Stop (zego-api.md §2.3, §3.2)."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from cdnrec.config import Vendor, VendorSettings
+from cdnrec.control import StartOutcome, StopOutcome
+
+_ALNUM = string.ascii_letters + string.digits
+NOT_ACTIVE = "no active recording for this stream"
+
+
+def tencent_task_id() -> str:
+    """A Tencent-style recording TaskId: a long opaque alphanumeric string."""
+    return "".join(secrets.choice(_ALNUM) for _ in range(108))
+
+
+def refs_for(vendor: Vendor, config: VendorSettings) -> dict[str, Any]:
+    """The vendor handles a new task is known by."""
+    if vendor is Vendor.TENCENT:
+        return {"TaskId": tencent_task_id()}
+    if vendor is Vendor.WS:
+        return {"PersistentIds": {fmt: secrets.token_hex(18) for fmt in config.formats}}
+    return {"RequestId": secrets.token_hex(16)}
+
+
+def _ws(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "msg": None,
+        "http_code": 200,
+        "trace_id": str(uuid.uuid4()),
+        "call_time": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "list": entries,
+    }
+
+
+def start_data(vendor: Vendor, formats: tuple[str, ...], outcomes: list[StartOutcome]) -> Any:
+    """`Data` of a StartCDNRecord answer."""
+    if vendor is Vendor.TENCENT:
+        return {"Tencent": [_tencent_start(o) for o in outcomes]}
+    if vendor is Vendor.WS:
+        return {"Ws": _ws([e for o in outcomes for e in _ws_entries(o, formats)])}
+    return {"Huawei": [_huawei(o.stream_id, o.task is not None, o.refused) for o in outcomes]}
+
+
+def stop_data(vendor: Vendor, formats: tuple[str, ...], outcomes: list[StopOutcome]) -> Any:
+    """`Data` of a StopCDNRecord answer."""
+    if vendor is Vendor.TENCENT:
+        return {"Tencent": [_tencent_stop(o) for o in outcomes]}
+    if vendor is Vendor.WS:
+        entries = []
+        for o in outcomes:
+            if not o.tasks:
+                entries += _ws_failures(o.stream_id, formats, NOT_ACTIVE)
+            for task in o.tasks:
+                entries += _ws_success(o.stream_id, task.refs.get("PersistentIds", {}))
+        return {"Ws": _ws(entries)}
+    return {"Huawei": [_huawei(o.stream_id, bool(o.tasks), NOT_ACTIVE) for o in outcomes]}
+
+
+def _tencent_start(o: StartOutcome) -> dict[str, Any]:
+    if o.task is None:
+        return {
+            "StreamName": o.stream_id,
+            "TaskId": "",
+            "RequestId": str(uuid.uuid4()),
+            "Code": "FailedOperation",
+            "Message": o.refused,
+        }
+    return {
+        "StreamName": o.stream_id,
+        "TaskId": o.task.refs.get("TaskId", ""),
+        "RequestId": str(uuid.uuid4()),
+        "Code": "",
+        "Message": "",
+    }
+
+
+def _tencent_stop(o: StopOutcome) -> dict[str, Any]:
+    ok = bool(o.tasks)
+    return {
+        "StreamName": o.stream_id,
+        "TaskId": o.tasks[0].refs.get("TaskId", "") if ok else "",
+        "RequestId": str(uuid.uuid4()),
+        "Code": "" if ok else "InvalidParameter.TaskNotExist",
+        "Message": "" if ok else NOT_ACTIVE,
+    }
+
+
+def _ws_entries(o: StartOutcome, formats: tuple[str, ...]) -> list[dict[str, Any]]:
+    if o.task is None:
+        return _ws_failures(o.stream_id, formats, o.refused)
+    return _ws_success(o.stream_id, o.task.refs.get("PersistentIds", {}))
+
+
+def _ws_success(stream_id: str, persistent_ids: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"task": fmt, "id": stream_id, "http_code": 200, "msg": "success", "persistentId": pid}
+        for fmt, pid in persistent_ids.items()
+    ]
+
+
+def _ws_failures(stream_id: str, formats: tuple[str, ...], why: str) -> list[dict[str, Any]]:
+    return [
+        {"task": fmt, "id": stream_id, "http_code": 404, "msg": why, "persistentId": ""}
+        for fmt in formats
+    ]
+
+
+def _huawei(stream_id: str, ok: bool, why: str) -> dict[str, Any]:
+    return {
+        "StreamName": stream_id,
+        "RequestId": secrets.token_hex(16),
+        "Code": 0 if ok else 404,
+        "Message": "success" if ok else why,
+    }

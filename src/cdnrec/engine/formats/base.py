@@ -1,0 +1,191 @@
+"""The writer interface and what every writer shares: inputs, output files, finishing files."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+
+from cdnrec.engine.layout import Layout, PartialInfo, remove_partial, sha256_of
+from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingListener
+
+VIDEO, AUDIO = 0, 1
+"""Kinds of media: index into ``Inputs.streams``."""
+
+
+class WriterError(Exception):
+    """An output could not be written (disk full, read-only folder, muxer refused a packet)."""
+
+
+@dataclass
+class Inputs:
+    """The video and audio stream of the current pull (either may be missing)."""
+
+    streams: list[Any]
+    tb: list[Fraction]
+
+    @classmethod
+    def of(cls, video: Any, audio: Any) -> Inputs:
+        """Inputs from PyAV streams (``None`` for a missing kind)."""
+        tbs = [
+            Fraction(s.time_base) if s is not None else Fraction(1, 1000) for s in (video, audio)
+        ]
+        return cls([video, audio], tbs)
+
+    def codec(self, kind: int) -> str | None:
+        """Codec name of ``kind`` or None."""
+        s = self.streams[kind]
+        return None if s is None else str(s.codec_context.name)
+
+    def signature(self, kind: int) -> tuple[Any, ...]:
+        """What must not change for a file to continue over a reconnect."""
+        s = self.streams[kind]
+        if s is None:
+            return ()
+        p = s.codec_context
+        if kind == VIDEO:
+            return (p.name, p.width, p.height, bytes(p.extradata or b""))
+        return (p.name, p.sample_rate, p.channels, bytes(p.extradata or b""))
+
+
+@dataclass(frozen=True)
+class WriterContext:
+    """What writers of one recording share: naming, reporting and the wall clock."""
+
+    layout: Layout
+    recording_id: str
+    app_id: int
+    stream_id: str
+    listener: RecordingListener
+    wall_ms: Callable[[float], int]
+    """Maps recording time (s) to wall-clock UTC ms."""
+
+    def open_partial(self, fmt: str, begin_ms: int) -> PartialInfo:
+        """Create a new partial of format ``fmt`` and announce it."""
+        path = self.layout.partial_path(self.recording_id, fmt, begin_ms)
+        while path.exists():
+            begin_ms += 1
+            path = self.layout.partial_path(self.recording_id, fmt, begin_ms)
+        info = PartialInfo(
+            path=path,
+            format=fmt,
+            app_id=self.app_id,
+            stream_id=self.stream_id,
+            begin_ms=begin_ms,
+            recording_id=self.recording_id,
+            path_template=self.layout.path_template,
+        )
+        self.layout.register_partial(info)
+        self.listener.on_file_opened(OpenFile(fmt, path, begin_ms))
+        return info
+
+
+class Writer(Protocol):
+    """Writes one output format of a recording, file after file."""
+
+    format: str
+
+    def configure(self, inputs: Inputs) -> None:
+        """A new pull starts; closes the current file if its codecs cannot continue."""
+        ...
+
+    def write(self, pkt: Any, kind: int, dts: int, pts: int, key: bool) -> None:
+        """Write a packet; ``dts``/``pts`` are recording-time ticks of the input time base."""
+        ...
+
+    def gap(self, at: float, length: float) -> None:
+        """A resumed interruption of ``length`` s happened at recording time ``at``."""
+        ...
+
+    def close(self) -> None:
+        """Close and announce the current file; the next packet starts a new one."""
+        ...
+
+
+def buffer_size(inputs: Inputs, kinds: tuple[int, ...]) -> int:
+    """About half a second of bytes: what a kill -9 may lose from the I/O buffer."""
+    rate = 0
+    for k in kinds:
+        s = inputs.streams[k]
+        if s is not None:
+            br = int(s.codec_context.bit_rate or 0)
+            rate += br if br > 0 else (256_000 if k == VIDEO else 64_000)
+    return max(4096, min(256 * 1024, rate // 16))
+
+
+class Output:
+    """One output container written through our own file object.
+
+    FFmpeg's file protocol buffers 256 KiB, which is minutes of audio; here the I/O buffer is
+    sized to about half a second of media and FFmpeg writes it out whenever it fills.
+    """
+
+    def __init__(self, path: Path, fmt: str, options: dict[str, str], bufsize: int) -> None:
+        self.path = path
+        self.fh: io.FileIO = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed in close()
+        opts = {"flush_packets": "0", **options}
+        try:
+            self.c: Any = av.open(
+                self.fh, "w", format=fmt, container_options=opts, buffer_size=bufsize
+            )
+        except Exception:
+            self.fh.close()
+            raise
+
+    def close(self) -> None:
+        """Write the trailer and close the file."""
+        try:
+            self.c.close()
+        finally:
+            self.fh.close()
+
+
+def finish_file(
+    ctx: WriterContext,
+    info: PartialInfo,
+    *,
+    end_ms: int,
+    duration: float,
+    codecs: tuple[str, ...],
+    gaps: tuple[tuple[float, float], ...] = (),
+    repaired: bool = False,
+) -> ClosedFile:
+    """Move a closed single-file partial to its final path and describe it."""
+    closed = finalize(ctx.layout, info, end_ms, duration, codecs, gaps, repaired)
+    ctx.listener.on_file_closed(closed)
+    return closed
+
+
+def finalize(
+    layout: Layout,
+    info: PartialInfo,
+    end_ms: int,
+    duration: float,
+    codecs: tuple[str, ...],
+    gaps: tuple[tuple[float, float], ...],
+    repaired: bool,
+) -> ClosedFile:
+    """Rename a complete single-file partial to its final name; returns its record."""
+    final = layout.final_path(info, end_ms)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(info.path, final)
+    remove_partial(info)
+    return ClosedFile(
+        format=info.format,
+        path=final,
+        key=layout.key(final),
+        begin_ms=info.begin_ms,
+        end_ms=end_ms,
+        duration=round(duration, 3),
+        size=final.stat().st_size,
+        codecs=codecs,
+        sha256=sha256_of(final),
+        gaps=gaps,
+        repaired=repaired,
+    )

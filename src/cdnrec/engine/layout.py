@@ -1,0 +1,143 @@
+"""The on-disk layout: where partial and final files live (used by writers, repair and retention).
+
+Final files follow the plan's path template under the storage root. A file being written lives
+under ``<root>/.partial/<recording_id>/`` as ``<format>_<begin_ms>.<ext>.part`` (an M3U8 recording
+is a directory ``m3u8_<begin_ms>.hls/`` holding ``index.m3u8`` and its ``.ts`` segments), next to a
+JSON sidecar that says what it is, so that ``repair`` can finish it after a crash. A final M3U8
+playlist ``X.m3u8`` keeps its segments in the sibling directory ``X/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cdnrec.engine.plan import DEFAULT_PATH_TEMPLATE
+
+PARTIAL_DIR = ".partial"
+"""Name of the folder under the storage root that holds files still being written."""
+
+EXTENSIONS = {"flv": "flv", "mp4": "mp4", "aac": "aac", "mp3": "mp3", "m3u8": "m3u8"}
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class PartialInfo:
+    """What a partial file is: enough to turn it into a final file without the recorder."""
+
+    path: Path
+    format: str
+    app_id: int
+    stream_id: str
+    begin_ms: int
+    recording_id: str
+    path_template: str
+
+
+class Layout:
+    """Names partial and final files under one storage root."""
+
+    def __init__(self, storage_root: Path, path_template: str = DEFAULT_PATH_TEMPLATE) -> None:
+        self.root = Path(storage_root).resolve()
+        self.path_template = path_template
+
+    def partial_path(self, recording_id: str, fmt: str, begin_ms: int) -> Path:
+        """Path of a new partial file (for ``m3u8``: a directory) of this recording."""
+        rid = _SAFE.sub("_", recording_id)[:120] or "recording"
+        name = (
+            f"{fmt}_{begin_ms}.hls" if fmt == "m3u8" else f"{fmt}_{begin_ms}.{EXTENSIONS[fmt]}.part"
+        )
+        return self.root / PARTIAL_DIR / rid / name
+
+    def register_partial(self, info: PartialInfo) -> None:
+        """Create the partial's folder and write its sidecar (atomically)."""
+        info.path.parent.mkdir(parents=True, exist_ok=True)
+        data = asdict(info)
+        data["path"] = info.path.name
+        side = sidecar_of(info.path)
+        tmp = side.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, side)
+
+    def final_path(self, info: PartialInfo, end_ms: int) -> Path:
+        """A free final path for ``info`` ending at ``end_ms``; never outside the storage root."""
+        begin_s, end_s = info.begin_ms // 1000, max(end_ms, info.begin_ms) // 1000
+        date = datetime.fromtimestamp(begin_s, UTC).strftime("%Y%m%d")
+        rel = info.path_template.format(
+            app_id=info.app_id,
+            stream_id=info.stream_id,
+            date=date,
+            begin=begin_s,
+            end=end_s,
+            ext=EXTENSIONS[info.format],
+        )
+        path = (self.root / rel).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError(f"path template leaves the storage root: {rel!r}")
+        stem, suffix, n = path.stem, path.suffix, 1
+        while path.exists() or (info.format == "m3u8" and segments_dir(path).exists()):
+            n += 1
+            path = path.with_name(f"{stem}-{n}{suffix}")
+        return path
+
+    def key(self, path: Path) -> str:
+        """The storage key of a final file: its path relative to the root, POSIX style."""
+        return path.resolve().relative_to(self.root).as_posix()
+
+    def find_partials(self) -> list[PartialInfo]:
+        """Every partial file under the root that has a sidecar (orphans after a crash)."""
+        found = []
+        for side in sorted((self.root / PARTIAL_DIR).glob("*/*.json")):
+            try:
+                found.append(read_sidecar(side))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return found
+
+
+def sidecar_of(partial: Path) -> Path:
+    """The JSON sidecar describing ``partial``."""
+    return partial.with_name(partial.name + ".json")
+
+
+def read_sidecar(side_or_partial: Path) -> PartialInfo:
+    """Read a partial's sidecar (pass the sidecar or the partial itself)."""
+    side = side_or_partial if side_or_partial.suffix == ".json" else sidecar_of(side_or_partial)
+    data = json.loads(side.read_text())
+    return PartialInfo(
+        path=side.with_name(str(data["path"])),
+        format=str(data["format"]),
+        app_id=int(data["app_id"]),
+        stream_id=str(data["stream_id"]),
+        begin_ms=int(data["begin_ms"]),
+        recording_id=str(data["recording_id"]),
+        path_template=str(data["path_template"]),
+    )
+
+
+def segments_dir(playlist: Path) -> Path:
+    """The folder holding the segments of the final playlist ``playlist``."""
+    return playlist.with_suffix("")
+
+
+def remove_partial(info: PartialInfo) -> None:
+    """Remove what is left of a partial after it became final (sidecar, empty folders)."""
+    sidecar_of(info.path).unlink(missing_ok=True)
+    try:
+        info.path.parent.rmdir()
+    except OSError:
+        pass
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,204 @@
+"""Recording tasks in the store: created by the API, claimed and finished by recorders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cdnrec.config import Vendor, VendorSettings
+from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
+from cdnrec.store.tables import tasks
+
+_LIVE = (TaskState.PENDING.value, TaskState.RUNNING.value, TaskState.STOPPING.value)
+
+
+class TaskRepo:
+    """Reads and writes tasks."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def start(self, task: Task) -> tuple[Task, bool]:
+        """Insert a task unless one is active for its stream; return (the task, created)."""
+        values = _row(task)
+        for _ in range(3):
+            existing = await self.active_for(task.app_id, task.vendor, task.stream_id)
+            if existing is not None:
+                return existing, False
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(tasks).values(**values))
+            except IntegrityError:
+                continue
+            return task, True
+        raise RuntimeError(f"could not start a task for stream {task.stream_id!r}")
+
+    async def get(self, task_id: str) -> Task | None:
+        """The task with this id."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
+        return None if row is None else _task(row._mapping)
+
+    async def active_for(self, app_id: int, vendor: Vendor, stream_id: str) -> Task | None:
+        """The active task of a stream, if any."""
+        query = select(tasks).where(
+            tasks.c.app_id == app_id,
+            tasks.c.vendor == vendor.value,
+            tasks.c.stream_id == stream_id,
+            tasks.c.active.is_(True),
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _task(row._mapping)
+
+    async def request_stop(
+        self, app_id: int, vendor: Vendor, stream_id: str, now_ms: int
+    ) -> list[Task]:
+        """Mark every active task of a stream as stopping; return them."""
+        where = and_(
+            tasks.c.app_id == app_id,
+            tasks.c.vendor == vendor.value,
+            tasks.c.stream_id == stream_id,
+            tasks.c.active.is_(True),
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(select(tasks).where(where))).all()
+            if rows:
+                await conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id.in_([r.id for r in rows]))
+                    .values(state=TaskState.STOPPING.value, active=False, stop_ms=now_ms)
+                )
+        return [_task(r._mapping) for r in rows]
+
+    async def claim(self, owner: str, now_ms: int, lease_ms: int, limit: int) -> list[Task]:
+        """Take up to `limit` unowned (or lease-expired) live tasks for `owner`."""
+        if limit <= 0:
+            return []
+        free = or_(tasks.c.lease_ms.is_(None), tasks.c.lease_ms < now_ms)
+        query = select(tasks.c.id).where(tasks.c.state.in_(_LIVE), free).limit(limit)
+        claimed: list[Task] = []
+        async with self._engine.begin() as conn:
+            ids = [r.id for r in (await conn.execute(query)).all()]
+            for task_id in ids:
+                result = await conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == task_id, free)
+                    .values(owner=owner, lease_ms=now_ms + lease_ms, attempts=tasks.c.attempts + 1)
+                )
+                if result.rowcount:
+                    row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).one()
+                    claimed.append(_task(row._mapping))
+        return claimed
+
+    async def renew(self, owner: str, task_ids: list[str], lease_until_ms: int) -> set[str]:
+        """Extend the leases `owner` holds; return the ids it still owns."""
+        if not task_ids:
+            return set()
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(tasks)
+                .where(tasks.c.id.in_(task_ids), tasks.c.owner == owner)
+                .values(lease_ms=lease_until_ms)
+            )
+            rows = await conn.execute(
+                select(tasks.c.id).where(tasks.c.id.in_(task_ids), tasks.c.owner == owner)
+            )
+            return {r.id for r in rows}
+
+    async def stopping(self, task_ids: list[str]) -> set[str]:
+        """Those of `task_ids` whose stop was requested."""
+        if not task_ids:
+            return set()
+        query = select(tasks.c.id).where(
+            tasks.c.id.in_(task_ids), tasks.c.state == TaskState.STOPPING.value
+        )
+        async with self._engine.connect() as conn:
+            return {r.id for r in await conn.execute(query)}
+
+    async def set_phase(self, task_id: str, phase: str, detail: str = "") -> None:
+        """Record what the recorder of a task is doing now; a pending task becomes running."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(tasks).where(tasks.c.id == task_id).values(phase=phase, detail=detail)
+            )
+            await conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.state == TaskState.PENDING.value)
+                .values(state=TaskState.RUNNING.value)
+            )
+
+    async def finish(self, task_id: str, state: TaskState, detail: str, now_ms: int) -> None:
+        """End a task (ended or failed) and release it."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id)
+                .values(
+                    state=state.value,
+                    active=False,
+                    phase=state.value,
+                    detail=detail,
+                    ended_ms=now_ms,
+                    owner=None,
+                    lease_ms=None,
+                )
+            )
+
+    async def release(self, owner: str) -> None:
+        """Give up every lease `owner` holds (clean shutdown), so another recorder can continue."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(tasks).where(tasks.c.owner == owner).values(owner=None, lease_ms=None)
+            )
+
+    async def list(self, *, live_only: bool = False, limit: int = 200) -> list[Task]:
+        """Recent tasks, newest first."""
+        query = select(tasks).order_by(tasks.c.created_ms.desc()).limit(limit)
+        if live_only:
+            query = query.where(tasks.c.state.in_(_LIVE))
+        async with self._engine.connect() as conn:
+            return [_task(r._mapping) for r in await conn.execute(query)]
+
+
+def _row(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "app_id": task.app_id,
+        "vendor": task.vendor.value,
+        "stream_id": task.stream_id,
+        "refs": task.refs,
+        "config": task.config.model_dump(mode="json"),
+        "state": task.state.value,
+        "active": task.state in ACTIVE_STATES,
+        "phase": task.phase,
+        "detail": task.detail,
+        "created_ms": task.created_ms,
+        "deadline_ms": task.deadline_ms,
+        "stop_ms": task.stop_ms,
+        "attempts": task.attempts,
+    }
+
+
+def _task(row: Any) -> Task:
+    return Task(
+        id=row["id"],
+        app_id=row["app_id"],
+        vendor=Vendor(row["vendor"]),
+        stream_id=row["stream_id"],
+        refs=dict(row["refs"]),
+        config=VendorSettings.model_validate(row["config"]),
+        state=TaskState(row["state"]),
+        created_ms=row["created_ms"],
+        deadline_ms=row["deadline_ms"],
+        phase=row["phase"],
+        detail=row["detail"],
+        stop_ms=row["stop_ms"],
+        ended_ms=row["ended_ms"],
+        owner=row["owner"],
+        lease_ms=row["lease_ms"],
+        attempts=row["attempts"],
+    )
