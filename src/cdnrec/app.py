@@ -77,11 +77,13 @@ async def load_config_apps(store: Store, settings: Settings, now_ms: int) -> Non
             await store.apps.remove(existing.app_id)
 
 
-def _limits(settings: Settings) -> tuple[RateLimiter, NonceGuard, Redis | None]:
+def _limits(
+    settings: Settings, clock: Callable[[], float]
+) -> tuple[RateLimiter, NonceGuard, Redis | None]:
     if settings.limits.shared == "redis":
         redis = Redis.from_url(settings.limits.redis_url)
-        return RedisRateLimiter(redis), RedisNonceGuard(redis), redis
-    return MemoryRateLimiter(), MemoryNonceGuard(), None
+        return RedisRateLimiter(redis, clock), RedisNonceGuard(redis), redis
+    return MemoryRateLimiter(clock), MemoryNonceGuard(), None
 
 
 async def build_service(
@@ -93,7 +95,7 @@ async def build_service(
     """Open the store and build every part of the service from the settings."""
     store = await Store.open(settings.database_url())
     await load_config_apps(store, settings, int(clock() * 1000))
-    limiter, nonces, redis = _limits(settings)
+    limiter, nonces, redis = _limits(settings, clock)
     control = Control(
         store,
         probe or SourceProbe(),

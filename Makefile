@@ -1,0 +1,42 @@
+# cdnrec — `make help` lists every target.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo serve test lint typecheck check bench-api bench-engine clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install cdnrec with its dev tools
+
+demo: $(STAMP) ## Start cdnrec with a demo app and a synthetic live stream
+	$(BIN)/cdnrec demo
+
+serve: $(STAMP) ## Start cdnrec with CONFIG=path/to/cdnrec.toml
+	$(BIN)/cdnrec serve --config $(CONFIG)
+
+test: $(STAMP) ## Run the whole test suite
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+check: lint typecheck test ## Everything CI checks
+
+bench-api: $(STAMP) ## API throughput benchmark (StartCDNRecord/StopCDNRecord)
+	$(BIN)/python bench/api_bench.py
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
