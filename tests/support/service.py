@@ -103,14 +103,15 @@ class RunningService:
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         task = asyncio.create_task(self._server.serve())
-        while not self._server.started and not task.done():
+        while not self._server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
             await asyncio.sleep(0.01)
         self._ready.set()
         await task
 
     def run(self, coro_factory: Callable[[Service], Any], timeout: float = 30) -> Any:
         """Run a coroutine on the service's loop (e.g. to read the store) and return its result."""
-        assert self.loop is not None and self.service is not None
+        assert self.loop is not None
+        assert self.service is not None
         return asyncio.run_coroutine_threadsafe(coro_factory(self.service), self.loop).result(
             timeout
         )
