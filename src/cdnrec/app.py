@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -14,6 +18,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from cdnrec.api.files import files_endpoint
 from cdnrec.api.health import healthz, metrics_for, readyz_for
 from cdnrec.api.metrics import ApiMetrics
 from cdnrec.api.zego.actions import Services
@@ -27,10 +32,13 @@ from cdnrec.auth import (
     RedisNonceGuard,
     RedisRateLimiter,
 )
+from cdnrec.callbacks import CallbackSender, Publisher
 from cdnrec.config import Settings
 from cdnrec.control import Control, StreamProbe
+from cdnrec.engine.supervisor import Supervisor
 from cdnrec.live import SourceProbe
-from cdnrec.store import App, Store
+from cdnrec.storage import LocalStorage
+from cdnrec.store import App, FileState, Store
 from cdnrec.store.cache import AppCache
 
 log = structlog.get_logger("cdnrec")
@@ -42,13 +50,38 @@ class Service:
 
     settings: Settings
     store: Store
+    apps: AppCache
     control: Control
     registry: CollectorRegistry
     endpoint: ZegoEndpoint
+    storage: LocalStorage
+    publisher: Publisher
+    sender: CallbackSender
+    supervisor: Supervisor | None
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the background work of this process's role."""
+        if self.supervisor is None:
+            return
+        self.workers += [
+            asyncio.create_task(self.supervisor.run(), name="supervisor"),
+            asyncio.create_task(self.publisher.run(), name="publisher"),
+            asyncio.create_task(self.sender.run(), name="callbacks"),
+        ]
 
     async def close(self) -> None:
-        """Stop what runs and release connections."""
+        """Close recordings (their files are announced on the next start if not now), then stop."""
+        if self.supervisor is not None:
+            await self.supervisor.close()
+            with contextlib.suppress(Exception):
+                for file in await self.store.files.in_state(FileState.CLOSED):
+                    await self.publisher.publish(file)
+        for worker in self.workers:
+            worker.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
+        await self.sender.close()
         for closer in reversed(self.closers):
             result = closer()
             if hasattr(result, "__await__"):
@@ -103,13 +136,29 @@ async def build_service(
         clock=clock,
     )
     registry = CollectorRegistry()
-    gateway = Gateway(
-        AppCache(store.apps), nonces, tolerance=settings.limits.timestamp_tolerance, clock=clock
-    )
+    apps = AppCache(store.apps)
+    gateway = Gateway(apps, nonces, tolerance=settings.limits.timestamp_tolerance, clock=clock)
     endpoint = ZegoEndpoint(
         gateway, limiter, Services(control, settings.limits), ApiMetrics(registry)
     )
-    service = Service(settings, store, control, registry, endpoint)
+    storage = LocalStorage(settings.storage_root(), settings.server.public_url)
+    sender = CallbackSender(store, apps, settings.callbacks, clock=clock)
+    publisher = Publisher(
+        store, storage, apps, settings.callbacks, on_queued=sender.nudge, clock=clock
+    )
+    supervisor = None
+    if settings.server.role in ("all", "recorder"):
+        supervisor = Supervisor(
+            store,
+            storage.root,
+            settings.recorder,
+            owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
+            on_file_closed=publisher.nudge,
+            clock=clock,
+        )
+    service = Service(
+        settings, store, apps, control, registry, endpoint, storage, publisher, sender, supervisor
+    )
     if redis is not None:
         service.closers.append(redis.aclose)
     return service
@@ -120,7 +169,12 @@ def create_asgi(service: Service) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        log.info("cdnrec.started", listen=service.settings.server.listen)
+        service.start()
+        log.info(
+            "cdnrec.started",
+            listen=service.settings.server.listen,
+            role=service.settings.server.role,
+        )
         yield
         await service.close()
 
@@ -129,5 +183,9 @@ def create_asgi(service: Service) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz_for(service.store)),
         Route("/metrics", metrics_for(service.registry)),
+        Route(
+            "/files/{app_id}/{expires}/{signature}/{key:path}",
+            files_endpoint(service.storage, service.store, service.apps),
+        ),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -49,14 +49,25 @@ def _pairs(params: Pairs | None) -> list[tuple[str, str]]:
 class Client:
     """Calls Actions on a cdnrec (or ZEGO) endpoint and returns the decoded envelope."""
 
-    def __init__(self, base_url: str, app_id: int, secret: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        app_id: int,
+        secret: str,
+        *,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.app_id = app_id
         self._secret = secret
+        self._clock = clock
         self._http = httpx.Client(base_url=base_url, timeout=timeout)
 
     def call(self, action: str, params: Pairs | None = None, *, post: bool = False) -> Any:
         """Send `action` with business `params` (query for GET, JSON body for POST)."""
-        common: list[tuple[str, Any]] = list(signed_params(self.app_id, self._secret, action))
+        common: list[tuple[str, Any]] = list(
+            signed_params(self.app_id, self._secret, action, timestamp=int(self._clock()))
+        )
         business: list[tuple[str, Any]] = _pairs(params)
         if post:
             body: dict[str, Any] = {}

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from cdnrec.config import Vendor, VendorSettings
 from cdnrec.store import Store
 from cdnrec.store.ids import new_id
-from cdnrec.store.models import App, Task, TaskState
+from cdnrec.store.models import App, RecordedFile, Task, TaskState
 
 WAITING_VENDORS = frozenset({Vendor.TENCENT})
 
@@ -131,7 +131,9 @@ class Control:
                 vendor=vendor,
                 stream_id=stream_id,
                 refs=refs_for(config),
-                config=config,
+                config=config.model_copy(
+                    update={"wait_for_stream": waits_for_stream(vendor, config)}
+                ),
                 state=TaskState.PENDING,
                 created_ms=int(self._clock() * 1000),
                 deadline_ms=int(end * 1000),
@@ -151,3 +153,10 @@ class Control:
             StopOutcome(s, await self._store.tasks.request_stop(app.app_id, vendor, s, now_ms))
             for s in stream_ids
         ]
+
+    async def tasks_of(
+        self, app: App, vendor: Vendor, stream_id: str, limit: int = 20
+    ) -> list[tuple[Task, list[RecordedFile]]]:
+        """The latest tasks of a stream, newest first, each with its files."""
+        found = await self._store.tasks.of_stream(app.app_id, vendor, stream_id, limit)
+        return [(task, await self._store.files.for_task(task.id)) for task in found]

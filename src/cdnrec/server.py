@@ -14,7 +14,8 @@ from cdnrec.config import Settings
 def configure_logging(level: int = logging.INFO) -> None:
     """Structured, human-readable logs on stderr, UTC timestamps."""
     logging.basicConfig(level=level, format="%(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import subprocess
 import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +76,44 @@ class SyntheticSource:
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+
+
+class CallbackPrinter:
+    """A local callback receiver for the demo: verifies each callback's signature and prints it."""
+
+    def __init__(
+        self, secret: str, echo: Callable[[str], None], host: str = "127.0.0.1", port: int = 8091
+    ) -> None:
+        self.url = f"http://{host}:{port}/zego"
+        secret_ = secret
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                from cdnrec.callbacks.signing import callback_signature
+
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                good = body.get("signature") == callback_signature(
+                    secret_, body.get("timestamp", ""), body.get("nonce", "")
+                )
+                echo(
+                    f"callback {body.get('event')}: stream={body.get('stream_alias')} "
+                    f"signature={'ok' if good else 'BAD'} url={body.get('replay_url')}"
+                )
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+
+    def start(self) -> None:
+        """Serve in a daemon thread."""
+        threading.Thread(
+            target=self._server.serve_forever, name="demo-callbacks", daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()

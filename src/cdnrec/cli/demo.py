@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from cdnrec.config import load_settings
-from cdnrec.synthetic import SyntheticSource
+from cdnrec.synthetic import CallbackPrinter, SyntheticSource
 
 DEMO_APP_ID = 1234567
 
@@ -23,7 +23,7 @@ data_dir = "."
 [[apps]]
 app_id = {app_id}
 server_secret = "{secret}"
-callback_url = "http://127.0.0.1:{port}/demo/callbacks"
+callback_url = "{callback}"
 
 [apps.vendors.Tencent]
 sources = ["{source}"]
@@ -44,7 +44,12 @@ retention = "7d"
     help="Where the demo keeps everything.",
 )
 @click.option("--port", default=8080, show_default=True, help="API port.")
-@click.option("--source-port", default=8090, show_default=True, help="Synthetic source port.")
+@click.option(
+    "--source-port",
+    default=8090,
+    show_default=True,
+    help="Synthetic source port (the demo callback receiver takes the next one).",
+)
 def demo(folder: Path, port: int, source_port: int) -> None:
     """Start cdnrec with a demo app and a live synthetic stream called `demo`."""
     from cdnrec.server import run
@@ -53,17 +58,20 @@ def demo(folder: Path, port: int, source_port: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     source = SyntheticSource(folder / "source", "demo", port=source_port)
     config = folder / "cdnrec.toml"
-    if not config.exists():
-        config.write_text(
-            TEMPLATE.format(
-                port=port,
-                app_id=DEMO_APP_ID,
-                secret=secrets.token_hex(16),
-                source=source.url_template,
-            ),
-            encoding="utf-8",
-        )
+    secret = load_settings(config).apps[0].secret() if config.exists() else secrets.token_hex(16)
+    config.write_text(
+        TEMPLATE.format(
+            port=port,
+            app_id=DEMO_APP_ID,
+            secret=secret,
+            source=source.url_template,
+            callback=f"http://127.0.0.1:{source_port + 1}/zego",
+        ),
+        encoding="utf-8",
+    )
     settings = load_settings(config)
+    printer = CallbackPrinter(settings.apps[0].secret(), click.echo, port=source_port + 1)
+    printer.start()
     source.start()
     click.echo(f"demo: synthetic live stream at {source.url_template.format(stream_id='demo')}")
     click.echo(f"demo: config {config}; files under {settings.storage_root()}")
@@ -76,3 +84,4 @@ def demo(folder: Path, port: int, source_port: int) -> None:
         asyncio.run(run(settings))
     finally:
         source.stop()
+        printer.stop()

@@ -1,1 +1,6 @@
-"""storage."""
+"""Storage targets for recorded files: a local folder (S3-compatible buckets to come)."""
+
+from cdnrec.storage.local import LocalStorage
+from cdnrec.storage.urls import file_url, grants, scope_of, url_signature
+
+__all__ = ["LocalStorage", "file_url", "grants", "scope_of", "url_signature"]

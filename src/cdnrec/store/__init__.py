@@ -7,6 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdnrec.store.apps import AppRepo
 from cdnrec.store.database import migrate, open_engine
+from cdnrec.store.deliveries import DeliveryRepo
+from cdnrec.store.files import FileFacts, FileRepo
 from cdnrec.store.models import App, FileState, RecordedFile, Task, TaskState
 from cdnrec.store.tasks import TaskRepo
 
@@ -18,6 +20,8 @@ class Store:
         self.engine = engine
         self.apps = AppRepo(engine)
         self.tasks = TaskRepo(engine)
+        self.files = FileRepo(engine)
+        self.deliveries = DeliveryRepo(engine)
 
     @classmethod
     async def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
@@ -37,4 +41,4 @@ class Store:
         await self.engine.dispose()
 
 
-__all__ = ["App", "FileState", "RecordedFile", "Store", "Task", "TaskState"]
+__all__ = ["App", "FileFacts", "FileState", "RecordedFile", "Store", "Task", "TaskState"]

@@ -100,6 +100,7 @@ files = Table(
     Index("ix_files_app_stream", "app_id", "vendor", "stream_id"),
     Index("ix_files_state", "state"),
     Index("ix_files_task", "task_id"),
+    Index("ix_files_key", "key"),
 )
 
 deliveries = Table(

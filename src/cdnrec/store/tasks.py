@@ -155,6 +155,23 @@ class TaskRepo:
                 update(tasks).where(tasks.c.owner == owner).values(owner=None, lease_ms=None)
             )
 
+    async def of_stream(
+        self, app_id: int, vendor: Vendor, stream_id: str, limit: int = 20
+    ) -> list[Task]:
+        """The latest tasks of one stream, newest first."""
+        query = (
+            select(tasks)
+            .where(
+                tasks.c.app_id == app_id,
+                tasks.c.vendor == vendor.value,
+                tasks.c.stream_id == stream_id,
+            )
+            .order_by(tasks.c.created_ms.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_task(r._mapping) for r in await conn.execute(query)]
+
     async def list(self, *, live_only: bool = False, limit: int = 200) -> list[Task]:
         """Recent tasks, newest first."""
         query = select(tasks).order_by(tasks.c.created_ms.desc()).limit(limit)

@@ -77,12 +77,21 @@ async def stop_cdn_record(services: Services, app: App, params: Params) -> Any:
     return shapes.stop_data(vendor, app.vendors[vendor].formats, outcomes)
 
 
+async def describe_cdn_record_task(services: Services, app: App, params: Params) -> Any:
+    """DescribeCDNRecordTask (cdnrec's own Action): the tasks of a stream with state and files."""
+    vendor = requests.vendor(params)
+    [stream_id] = requests.stream_ids(params, 1)
+    tasks = await services.control.tasks_of(app, vendor, stream_id)
+    return {"Tasks": [shapes.task_view(task, files) for task, files in tasks]}
+
+
 MEDIA = "media"
 STREAM_STATE = "stream_state"
 
 ACTIONS: dict[str, Action] = {
     "StartCDNRecord": Action(start_cdn_record, MEDIA),
     "StopCDNRecord": Action(stop_cdn_record, MEDIA),
+    "DescribeCDNRecordTask": Action(describe_cdn_record_task, MEDIA),
 }
 
 PLANNED = frozenset(

@@ -13,8 +13,9 @@ from cdnrec.auth import NonceGuard, request_signature, signature_matches
 from cdnrec.store.cache import AppCache
 from cdnrec.store.models import App
 
-_UINT32 = re.compile(r"^\d{1,10}$")
-_INT = re.compile(r"^-?\d{1,19}$")
+# ASCII digits only, matched in full: `\d` takes other scripts' digits and `$` a trailing newline.
+_UINT32 = re.compile(r"[0-9]{1,10}")
+_INT = re.compile(r"-?[0-9]{1,19}")
 
 
 def _required(params: Params, name: str, code: Code) -> str:
@@ -67,7 +68,7 @@ class Gateway:
         if raw is None or not raw.strip():
             raise ApiError(Code.APPID_MALFORMED, "AppId is missing")
         raw = raw.strip()
-        if not _UINT32.match(raw) or not 0 < int(raw) < 2**32:
+        if not _UINT32.fullmatch(raw) or not 0 < int(raw) < 2**32:
             raise ApiError(
                 Code.APPID_MALFORMED, f"AppId {raw[:32]!r} is not an unsigned 32-bit integer"
             )
@@ -76,6 +77,6 @@ class Gateway:
     @staticmethod
     def _timestamp(params: Params) -> int:
         raw = _required(params, "Timestamp", Code.TIMESTAMP_MISSING)
-        if not _INT.match(raw):
+        if not _INT.fullmatch(raw):
             raise ApiError(Code.TIMESTAMP_MALFORMED, "Timestamp must be Unix time in seconds")
         return int(raw)

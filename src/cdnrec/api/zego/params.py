@@ -13,6 +13,7 @@ from cdnrec.api.zego.codes import ApiError, Code
 
 MAX_BODY = 1 << 20
 MAX_VALUES = 2000
+MAX_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -45,16 +46,20 @@ def collect(pairs: Iterable[tuple[str, str]]) -> Params:
     return Params(values)
 
 
-def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]], depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise ApiError(
+            Code.BODY_UNREADABLE, f"request body is nested too deeply (more than {MAX_DEPTH} levels)"
+        )
     if isinstance(value, dict):
         for key, inner in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out, depth + 1)
     elif isinstance(value, list):
         for index, inner in enumerate(value):
             if isinstance(inner, dict | list):
-                _flatten(f"{prefix}.{index}", inner, out)
+                _flatten(f"{prefix}.{index}", inner, out, depth + 1)
             else:
-                _flatten(prefix, inner, out)
+                _flatten(prefix, inner, out, depth + 1)
     elif value is None:
         return
     elif isinstance(value, bool):
@@ -73,7 +78,11 @@ async def read_params(request: Request) -> Params:
         if body.strip():
             try:
                 parsed = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except RecursionError as exc:
+                raise ApiError(
+                    Code.BODY_UNREADABLE, "request body is not JSON we read: nested too deeply"
+                ) from exc
+            except ValueError as exc:  # bad JSON, bad UTF-8, integers beyond 4300 digits
                 raise ApiError(Code.BODY_UNREADABLE, f"request body is not JSON: {exc}") from exc
             if not isinstance(parsed, dict):
                 raise ApiError(Code.BODY_UNREADABLE, "request body must be a JSON object")

@@ -8,7 +8,7 @@ from cdnrec.api.zego.codes import ApiError, Code
 from cdnrec.api.zego.params import Params
 from cdnrec.config import Vendor
 
-STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")  # used with fullmatch: `$` would let "a\n" in
 TENCENT_WINDOW = 86400
 
 
@@ -37,7 +37,7 @@ def stream_ids(params: Params, limit: int) -> list[str]:
             Code.BAD_PARAMETER, f"at most {limit} StreamId[] per call, got {len(unique)}"
         )
     for stream_id in unique:
-        if not STREAM_ID.match(stream_id):
+        if not STREAM_ID.fullmatch(stream_id):
             shown = stream_id[:40] + ("…" if len(stream_id) > 40 else "")
             raise ApiError(
                 Code.BAD_PARAMETER,
@@ -52,7 +52,7 @@ def tencent_end_time(params: Params, now: float) -> float | None:
     if raw is None or raw.strip() == "":
         return None
     raw = raw.strip()
-    if not re.fullmatch(r"\d{1,12}", raw):
+    if not re.fullmatch(r"[0-9]{1,12}", raw):
         raise ApiError(Code.BAD_PARAMETER, f"EndTime {raw[:20]!r} must be Unix time in seconds")
     end = int(raw)
     if not now < end <= now + TENCENT_WINDOW:

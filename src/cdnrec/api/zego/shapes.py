@@ -10,6 +10,7 @@ from typing import Any
 
 from cdnrec.config import Vendor, VendorSettings
 from cdnrec.control import StartOutcome, StopOutcome
+from cdnrec.store.models import RecordedFile, Task
 
 _ALNUM = string.ascii_letters + string.digits
 NOT_ACTIVE = "no active recording for this stream"
@@ -118,4 +119,31 @@ def _huawei(stream_id: str, ok: bool, why: str) -> dict[str, Any]:
         "RequestId": secrets.token_hex(16),
         "Code": 0 if ok else 404,
         "Message": "success" if ok else why,
+    }
+
+
+def task_view(task: Task, files: list[RecordedFile]) -> dict[str, Any]:
+    """A task as DescribeCDNRecordTask shows it."""
+    return {
+        "TaskId": task.refs.get("TaskId") or task.refs.get("RequestId") or task.id,
+        "StreamId": task.stream_id,
+        "Vendor": task.vendor.value,
+        "State": task.state.value,
+        "Phase": task.phase,
+        "Detail": task.detail,
+        "CreateTime": task.created_ms // 1000,
+        "EndTime": task.deadline_ms // 1000,
+        "Files": [
+            {
+                "FileId": f.public_id,
+                "Format": f.format,
+                "State": f.state.value,
+                "Key": f.key or "",
+                "BeginTime": f.begin_ms // 1000,
+                "EndTime": (f.end_ms or f.begin_ms) // 1000,
+                "Duration": f.duration or 0.0,
+                "Size": f.size or 0,
+            }
+            for f in files
+        ],
     }

@@ -41,7 +41,7 @@ class Inputs:
     def codec(self, kind: int) -> str | None:
         """Codec name of ``kind`` or None."""
         s = self.streams[kind]
-        return None if s is None else str(s.codec_context.name)
+        return None if s is None else str(s.codec_context.codec.canonical_name)
 
     def signature(self, kind: int) -> tuple[Any, ...]:
         """What must not change for a file to continue over a reconnect."""
@@ -95,8 +95,8 @@ class Writer(Protocol):
         """A new pull starts; closes the current file if its codecs cannot continue."""
         ...
 
-    def write(self, pkt: Any, kind: int, dts: int, pts: int, key: bool) -> None:
-        """Write a packet; ``dts``/``pts`` are recording-time ticks of the input time base."""
+    def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, key: bool) -> None:
+        """Write a packet; ``dts``/``pts``/``dur`` are recording-time ticks of the input time base."""
         ...
 
     def gap(self, at: float, length: float) -> None:

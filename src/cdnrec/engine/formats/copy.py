@@ -92,7 +92,7 @@ class CopyWriter:
         self.split_at = round((t + self.interval) / inputs.tb[self.split_kind])
         self.gaps = []
 
-    def write(self, pkt: Any, kind: int, dts: int, pts: int, key: bool) -> None:
+    def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, key: bool) -> None:
         """Mux one packet, starting or splitting files as needed."""
         if not self.takes[kind]:
             return
@@ -111,12 +111,12 @@ class CopyWriter:
             p += last + 1 - d
             d = last + 1
         self.last[kind] = d
-        dur = pkt.duration
-        self.end[kind] = d + (dur if dur and dur > 0 else d - last)
+        self.end[kind] = d + (dur if dur > 0 else d - last)
         pkt.stream = self.ostreams[kind]
         pkt.time_base = self.inputs.tb[kind]  # type: ignore[union-attr]
         pkt.dts = d
         pkt.pts = p
+        pkt.duration = dur
         try:
             self.out.c.mux_one(pkt)  # type: ignore[union-attr]
         except Exception as e:

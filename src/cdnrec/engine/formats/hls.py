@@ -131,6 +131,7 @@ class HlsWriter:
         self.split_at = 0
         self.last = [_NO_TS, _NO_TS]
         self.end = [0, 0]
+        self.base = [0, 0]
         self.discontinuity = False
         self.gaps: list[tuple[float, float]] = []
         self.begin_t = 0.0
@@ -139,11 +140,18 @@ class HlsWriter:
 
     def configure(self, inputs: Inputs) -> None:
         """A new pull: a codec or time-base change continues after a discontinuity."""
-        sig = (inputs.signature(VIDEO), inputs.signature(AUDIO), tuple(inputs.tb))
+        sig = (inputs.signature(VIDEO), inputs.signature(AUDIO))
         if self.info is not None and sig != self.signature:
             self._close_segment()
             self.discontinuity = True
             self.last = [_NO_TS, _NO_TS]
+        if self.info is not None and self.inputs is not None:
+            for k in (VIDEO, AUDIO):  # keep the playlist's origin over a time-base change
+                old, new = self.inputs.tb[k], inputs.tb[k]
+                if old != new:
+                    self.base[k] = round(self.base[k] * old / new)
+                    if self.last[k] != _NO_TS:
+                        self.last[k] = round(self.last[k] * old / new)
         self.signature = sig
         self.inputs = inputs
         self.split_kind = VIDEO if inputs.streams[VIDEO] is not None else AUDIO
@@ -158,6 +166,7 @@ class HlsWriter:
             self.info.path.mkdir(parents=True, exist_ok=True)
             self.segments, self.gaps, self.begin_t = [], [], t
             self.last = [_NO_TS, _NO_TS]
+            self.base = [round(t / tb) for tb in inputs.tb]
             self.codecs = tuple(str(inputs.codec(k)) for k in self.kinds)
         path = self.info.path / f"{len(self.segments):05d}.ts"
         try:
@@ -167,7 +176,7 @@ class HlsWriter:
                 self.ostreams[k] = out.c.add_stream_from_template(inputs.streams[k])
         except Exception as e:
             raise WriterError(f"m3u8: cannot open {path}: {e}") from e
-        self.out, self.seg_t = out, t
+        self.out, self.seg_t = out, t - self.begin_t
         self.end = [0, 0]
         self.split_at = round((t + self.segment) / inputs.tb[self.split_kind])
 
@@ -184,7 +193,7 @@ class HlsWriter:
         self.discontinuity = False
         write_atomic(self.info.path / PLAYLIST, render_playlist(self.segments, ended=False))
 
-    def write(self, pkt: Any, kind: int, dts: int, pts: int, key: bool) -> None:
+    def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, key: bool) -> None:
         """Mux a packet into the current segment, starting a new one at a due keyframe."""
         if self.out is None:
             if kind != self.split_kind or not key:
@@ -193,17 +202,20 @@ class HlsWriter:
         elif kind == self.split_kind and key and dts >= self.split_at:
             self._close_segment()
             self._open_segment(dts, kind)
+        base = self.base[kind]
+        dts -= base
+        pts -= base
         last = self.last[kind]
         if dts <= last:
             pts += last + 1 - dts
             dts = last + 1
         self.last[kind] = dts
-        dur = pkt.duration
-        self.end[kind] = dts + (dur if dur and dur > 0 else min(dts - last, 1 << 30))
+        self.end[kind] = dts + (dur if dur > 0 else min(dts - last, 1 << 30))
         pkt.stream = self.ostreams[kind]
         pkt.time_base = self.inputs.tb[kind]  # type: ignore[union-attr]
         pkt.dts = dts
         pkt.pts = pts
+        pkt.duration = dur
         try:
             self.out.c.mux_one(pkt)  # type: ignore[union-attr]
         except Exception as e:

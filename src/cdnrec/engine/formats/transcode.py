@@ -90,7 +90,7 @@ class TranscodeWriter:
         enc.open()
         return enc
 
-    def write(self, pkt: Any, kind: int, dts: int, pts: int, key: bool) -> None:
+    def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, key: bool) -> None:
         """Decode an audio packet and write what the encoder returns."""
         if kind != AUDIO or self.decoder is None:
             return

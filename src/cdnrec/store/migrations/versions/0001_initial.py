@@ -82,6 +82,7 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_files_state", ["state"], unique=False)
         batch_op.create_index("ix_files_task", ["task_id"], unique=False)
+        batch_op.create_index("ix_files_key", ["key"], unique=False)
 
     op.create_table(
         "tasks",
@@ -137,6 +138,7 @@ def downgrade() -> None:
     op.drop_table("tasks")
     with op.batch_alter_table("files", schema=None) as batch_op:
         batch_op.drop_index("ix_files_task")
+        batch_op.drop_index("ix_files_key")
         batch_op.drop_index("ix_files_state")
         batch_op.drop_index("ix_files_app_stream")
 

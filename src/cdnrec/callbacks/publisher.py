@@ -1,0 +1,80 @@
+"""Reacts to closed files: makes each durable in its storage target, then queues its callback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from cdnrec.callbacks.payloads import record_payload
+from cdnrec.config import CallbackSettings
+from cdnrec.storage import LocalStorage
+from cdnrec.store import FileState, RecordedFile, Store
+from cdnrec.store.cache import AppCache
+
+log = structlog.get_logger("cdnrec.publish")
+
+URL_TTL = 30 * 86400
+
+
+class Publisher:
+    """Moves CLOSED files to STORED and puts one `record` callback per file in the outbox."""
+
+    def __init__(
+        self,
+        store: Store,
+        storage: LocalStorage,
+        apps: AppCache,
+        settings: CallbackSettings,
+        *,
+        on_queued: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._apps = apps
+        self._settings = settings
+        self._on_queued = on_queued
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def nudge(self) -> None:
+        """A file was closed: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, poll: float = 1.0) -> None:
+        """Publish closed files until cancelled."""
+        while True:
+            self._wake.clear()
+            try:
+                for file in await self._store.files.in_state(FileState.CLOSED):
+                    await self.publish(file)
+            except Exception:
+                log.exception("publish.failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)
+
+    async def publish(self, file: RecordedFile) -> None:
+        """Store one file, queue its callback (idempotently), mark it stored."""
+        assert file.key is not None
+        await self._storage.store(file.key)
+        app = await self._apps.get(file.app_id)
+        task = await self._store.tasks.get(file.task_id)
+        now = self._clock()
+        if app is not None and task is not None and app.callback_url:
+            expires = int(file.expire_ms / 1000) if file.expire_ms else int(now) + URL_TTL
+            url = self._storage.url(app.app_id, app.server_secret, file.key, expires)
+            payload = record_payload(task, file, url, self._settings.extra_params)
+            await self._store.deliveries.enqueue(
+                app.app_id, "record", file.id, app.callback_url, payload, int(now * 1000)
+            )
+            await self._store.files.set_state(file.id, FileState.STORED)
+            self._on_queued()
+        else:
+            await self._store.files.set_state(file.id, FileState.ANNOUNCED)
+        log.info(
+            "publish.stored", file=file.id, key=file.key, callback=bool(app and app.callback_url)
+        )

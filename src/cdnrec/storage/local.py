@@ -1,0 +1,71 @@
+"""The local storage target: files stay where the recorder wrote them, made durable with fsync."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from cdnrec.storage.urls import file_url
+
+
+class LocalStorage:
+    """A folder on this machine, served by /files/ with signed URLs."""
+
+    name = "local"
+
+    def __init__(self, root: Path, public_url: str) -> None:
+        self.root = root.resolve()
+        self._public_url = public_url
+
+    def path_of(self, key: str) -> Path | None:
+        """The path of `key` under the root, or None when `key` would leave it."""
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            return None
+        return path
+
+    async def store(self, key: str) -> None:
+        """Make the file (and an M3U8's segments) durable on disk."""
+        path = self.path_of(key)
+        if path is None:
+            raise ValueError(f"key {key!r} is outside the storage root")
+        await asyncio.to_thread(_fsync_tree, path)
+
+    async def delete(self, key: str) -> None:
+        """Remove the file (and an M3U8's segments)."""
+        path = self.path_of(key)
+        if path is None:
+            return
+        await asyncio.to_thread(_remove, path)
+
+    def url(self, app_id: int, secret: str, key: str, expires: int) -> str:
+        """A signed URL for downloading or playing `key` until `expires` (Unix seconds)."""
+        return file_url(self._public_url, app_id, secret, key, expires)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    _fsync(path)
+    segments = path.with_suffix("") if path.suffix == ".m3u8" else None
+    if segments is not None and segments.is_dir():
+        for child in segments.iterdir():
+            _fsync(child)
+        _fsync(segments)
+    _fsync(path.parent)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    segments = path.with_suffix("") if path.suffix == ".m3u8" else None
+    if segments is not None and segments.is_dir():
+        for child in segments.iterdir():
+            child.unlink(missing_ok=True)
+        segments.rmdir()
