@@ -117,9 +117,7 @@ class Control:
         end = min(deadline or self.latest_deadline(), self.latest_deadline())
         live: list[bool] = [True] * len(stream_ids)
         if not waits_for_stream(vendor, config):
-            live = await asyncio.gather(
-                *(self._probe.is_live(config.sources, s) for s in stream_ids)
-            )
+            live = await self._live_or_recording(app, vendor, config, stream_ids)
         outcomes = []
         for stream_id, is_live in zip(stream_ids, live, strict=True):
             if not is_live:
@@ -141,6 +139,25 @@ class Control:
             stored, created = await self._store.tasks.start(task)
             outcomes.append(StartOutcome(stream_id, stored, created))
         return outcomes
+
+    async def _live_or_recording(
+        self, app: App, vendor: Vendor, config: VendorSettings, stream_ids: list[str]
+    ) -> list[bool]:
+        """Whether each stream may start: it is recorded already (Start is idempotent) or live."""
+        recording = [
+            await self._store.tasks.active_for(app.app_id, vendor, s) is not None
+            for s in stream_ids
+        ]
+        probed = iter(
+            await asyncio.gather(
+                *(
+                    self._probe.is_live(config.sources, s)
+                    for s, busy in zip(stream_ids, recording, strict=True)
+                    if not busy
+                )
+            )
+        )
+        return [busy or next(probed) for busy in recording]
 
     async def stop(self, app: App, vendor: Vendor, stream_ids: list[str]) -> list[StopOutcome]:
         """Ask the recorders of every active task of each stream to close and announce."""

@@ -232,14 +232,14 @@ class Recorder:
                 for w in writers:
                     w.write(pkt, k, d, p, dur, key)
                 n += 1
-                if not n & 127:
-                    self.packets += 128
+                if not n & 31:  # every ~0.5 s of a typical stream
+                    self.packets += 32
                     if deadline is not None and clock() >= deadline:
                         return "deadline reached"
         except (av.FFmpegError, OSError) as e:
             return f"read error: {type(e).__name__}: {e}"
         finally:
-            self.packets += n & 127
+            self.packets += n & 31
         return "source ended"
 
     def _anchor(self, inputs: Inputs, dts: int, k: int, down_since: float | None) -> None:

@@ -1,0 +1,144 @@
+"""Start → real recording from a live origin → files stored → one signed callback per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import httpx
+
+from tests.e2e.conftest import zego_signature
+from tests.e2e.helpers import all_files, describe, extra, recording_settings
+from tests.support.origins import NginxRtmp, publish
+from tests.support.receiver import Receiver
+from tests.support.service import SECRET, RunningService, wait_for
+
+
+def _start(service: RunningService, stream_id: str) -> str:
+    with service.client() as client:
+        answer = client.call("StartCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
+    assert answer["Code"] == 0, answer
+    task_id: str = answer["Data"]["Tencent"][0]["TaskId"]
+    return task_id
+
+
+def _stop(service: RunningService, stream_id: str) -> None:
+    with service.client() as client:
+        answer = client.call("StopCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
+    assert answer["Data"]["Tencent"][0]["Code"] == "", answer
+
+
+def _all_announced(service: RunningService, stream_id: str) -> bool:
+    task = describe(service, stream_id)
+    files = task.get("Files", [])
+    return (
+        task.get("State") == "ended"
+        and bool(files)
+        and all(f["State"] == "announced" for f in files)
+    )
+
+
+def test_recording_is_stored_and_announced_once_per_file(
+    tmp_path: Path, origin: NginxRtmp, av_clip: Path, receiver: Receiver, stream_id: str
+) -> None:
+    publisher = publish(av_clip, origin.url(stream_id))
+    service = RunningService(recording_settings(tmp_path, origin, receiver.url)).start()
+    try:
+        task_id = _start(service, stream_id)
+        wait_for(
+            lambda: len([b for b in receiver.records() if b["replay_url"].endswith(".flv")]) >= 2,
+            40,
+        )
+        _stop(service, stream_id)
+        wait_for(lambda: _all_announced(service, stream_id), 30)
+        files = describe(service, stream_id)["Files"]
+        bodies = receiver.records()
+        assert sorted(extra(b)["FileID"] for b in bodies) == sorted(f["FileId"] for f in files)
+        assert {f["Format"] for f in files} == {"flv", "mp4", "m3u8"}
+        for body in bodies:
+            assert all(isinstance(v, str) for v in body.values()), body
+            assert body["signature"] == zego_signature(SECRET, body["timestamp"], body["nonce"])
+            assert body["appid"] == "1234567"
+            assert body["stream_alias"] == stream_id
+            assert int(body["begin_time"]) <= int(body["end_time"])
+            assert extra(body)["TaskId"] == task_id
+            assert extra(body)["Duration"] > 0
+        _check_downloads(bodies, tmp_path)
+    finally:
+        service.stop()
+        publisher.stop()
+
+
+def _check_downloads(bodies: list[dict[str, str]], scratch: Path) -> None:
+    with httpx.Client(timeout=10) as http:
+        for body in bodies:
+            url = body["replay_url"]
+            response = http.get(url)
+            assert response.status_code == 200, url
+            if url.endswith(".m3u8"):
+                segment = next(line for line in response.text.splitlines() if line.endswith(".ts"))
+                seg = http.get(url.rsplit("/", 1)[0] + "/" + segment)
+                assert seg.status_code == 200
+                assert len(seg.content) > 0
+            tampered = url.replace("/files/1234567/", "/files/1234567/1")
+            assert http.get(tampered).status_code in (403, 404)
+        mp4 = next(b["replay_url"] for b in bodies if b["replay_url"].endswith(".mp4"))
+        local = scratch / "download.mp4"
+        local.write_bytes(http.get(mp4).content)
+        with av.open(str(local)) as container:
+            kinds = {s.type for s in container.streams}
+            assert kinds == {"video", "audio"}
+            assert container.duration
+            assert container.duration > 0
+
+
+def test_tencent_task_waits_for_a_stream_that_goes_live_later(
+    tmp_path: Path, origin: NginxRtmp, av_clip: Path, receiver: Receiver, stream_id: str
+) -> None:
+    service = RunningService(
+        recording_settings(tmp_path, origin, receiver.url, formats=("flv",))
+    ).start()
+    publisher = None
+    try:
+        _start(service, stream_id)
+        wait_for(lambda: describe(service, stream_id).get("Phase") in ("waiting", "connecting"))
+        assert describe(service, stream_id)["State"] in ("pending", "running")
+        publisher = publish(av_clip, origin.url(stream_id))
+        wait_for(lambda: len(receiver.records()) >= 1, 40)
+        _stop(service, stream_id)
+        wait_for(lambda: _all_announced(service, stream_id), 30)
+        assert all_files(service, stream_id)
+    finally:
+        service.stop()
+        if publisher:
+            publisher.stop()
+
+
+def test_callbacks_survive_a_down_then_failing_receiver_and_a_restart(
+    tmp_path: Path, origin: NginxRtmp, av_clip: Path, stream_id: str
+) -> None:
+    receiver = Receiver()  # not listening yet: connections are refused
+    publisher = publish(av_clip, origin.url(stream_id))
+    settings = recording_settings(tmp_path, origin, receiver.url, formats=("flv",), interval=2.0)
+    service = RunningService(settings).start()
+    try:
+        _start(service, stream_id)
+        wait_for(lambda: len(all_files(service, stream_id)) >= 2, 40)
+        _stop(service, stream_id)
+        wait_for(lambda: describe(service, stream_id).get("State") == "ended", 30)
+        files = [f["FileId"] for f in all_files(service, stream_id)]
+        service.stop()
+        receiver.status = 500
+        receiver.start()
+        service = RunningService(settings).start()
+        wait_for(lambda: receiver.attempts >= len(files) + 1, 30)
+        assert receiver.records() == []
+        receiver.status = 200
+        wait_for(lambda: len(receiver.records()) >= len(files), 30)
+        wait_for(lambda: _all_announced(service, stream_id), 30)
+        delivered = [extra(b)["FileID"] for b in receiver.records()]
+        assert sorted(delivered) == sorted(files)
+    finally:
+        service.stop()
+        receiver.down()
+        publisher.stop()
