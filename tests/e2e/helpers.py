@@ -37,6 +37,7 @@ def recording_settings(
         app["callback_url"] = callback_url
     sections.setdefault("callbacks", {"schedule": [0.3, 0.3, 0.3, 0.3, 0.3], "late_interval": 0.5})
     sections.setdefault("recorder", {"poll": 0.2, "lease": 3})
+    sections.setdefault("limits", {"media_rps": 1000})
     return make_settings(data_dir, apps=[app], **sections)
 
 
