@@ -13,12 +13,11 @@ from pathlib import Path
 import av
 import httpx
 
+from cdnrec.client import Client
 from tests.e2e.helpers import extra
 from tests.support.origins import NginxRtmp, publish
 from tests.support.receiver import Receiver
 from tests.support.service import APP_ID, SECRET, free_port, wait_for
-
-from cdnrec.client import Client
 
 CONFIG = """
 [server]
