@@ -142,3 +142,25 @@ def test_callbacks_survive_a_down_then_failing_receiver_and_a_restart(
         service.stop()
         receiver.down()
         publisher.stop()
+
+
+def test_a_recording_that_cannot_write_fails_the_task_with_the_reason(
+    tmp_path: Path, origin: NginxRtmp, av_clip: Path, stream_id: str
+) -> None:
+    publisher = publish(av_clip, origin.url(stream_id))
+    settings = recording_settings(tmp_path, origin, None, formats=("flv",))
+    settings.storage_root().parent.mkdir(parents=True, exist_ok=True)
+    settings.storage_root().write_text("not a folder")  # the storage root cannot be created
+    service = RunningService(settings).start()
+    try:
+        _start(service, stream_id)
+        wait_for(lambda: describe(service, stream_id).get("State") == "failed", 30)
+        task = describe(service, stream_id)
+        assert task["Phase"] == "failed"
+        assert "Error" in task["Detail"]
+        with service.client() as client:
+            again = client.call("StartCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
+        assert again["Data"]["Tencent"][0]["TaskId"] != task["TaskId"], "a failed task is not reused"
+    finally:
+        service.stop()
+        publisher.stop()
