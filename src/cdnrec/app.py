@@ -24,6 +24,7 @@ from cdnrec.api.metrics import ApiMetrics
 from cdnrec.api.zego.actions import Services
 from cdnrec.api.zego.endpoint import ZegoEndpoint
 from cdnrec.api.zego.gateway import Gateway
+from cdnrec.api.zego.media import SequenceGuard
 from cdnrec.auth import (
     MemoryNonceGuard,
     MemoryRateLimiter,
@@ -33,6 +34,7 @@ from cdnrec.auth import (
     RedisRateLimiter,
 )
 from cdnrec.callbacks import CallbackSender, Publisher
+from cdnrec.catalog import Catalog, RetentionSweeper
 from cdnrec.config import Settings
 from cdnrec.control import Control, StreamProbe
 from cdnrec.engine.supervisor import Supervisor
@@ -58,6 +60,8 @@ class Service:
     publisher: Publisher
     sender: CallbackSender
     supervisor: Supervisor | None
+    catalog: Catalog
+    sweeper: RetentionSweeper
     closers: list[Callable[[], Any]] = field(default_factory=list)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -69,6 +73,7 @@ class Service:
             asyncio.create_task(self.supervisor.run(), name="supervisor"),
             asyncio.create_task(self.publisher.run(), name="publisher"),
             asyncio.create_task(self.sender.run(), name="callbacks"),
+            asyncio.create_task(self.sweeper.run(), name="retention"),
         ]
 
     async def close(self) -> None:
@@ -129,19 +134,20 @@ async def build_service(
     store = await Store.open(settings.database_url())
     await load_config_apps(store, settings, int(clock() * 1000))
     limiter, nonces, redis = _limits(settings, clock)
+    probe = probe or SourceProbe()
     control = Control(
         store,
-        probe or SourceProbe(),
+        probe,
         max_task_duration=settings.limits.max_task_duration,
         clock=clock,
     )
     registry = CollectorRegistry()
     apps = AppCache(store.apps)
     gateway = Gateway(apps, nonces, tolerance=settings.limits.timestamp_tolerance, clock=clock)
-    endpoint = ZegoEndpoint(
-        gateway, limiter, Services(control, settings.limits), ApiMetrics(registry)
-    )
     storage = LocalStorage(settings.storage_root(), settings.server.public_url)
+    catalog = Catalog(store, storage, clock)
+    services = Services(control, settings.limits, catalog, probe, SequenceGuard())
+    endpoint = ZegoEndpoint(gateway, limiter, services, ApiMetrics(registry))
     sender = CallbackSender(store, apps, settings.callbacks, clock=clock)
     publisher = Publisher(
         store, storage, apps, settings.callbacks, on_queued=sender.nudge, clock=clock
@@ -157,7 +163,18 @@ async def build_service(
             clock=clock,
         )
     service = Service(
-        settings, store, apps, control, registry, endpoint, storage, publisher, sender, supervisor
+        settings,
+        store,
+        apps,
+        control,
+        registry,
+        endpoint,
+        storage,
+        publisher,
+        sender,
+        supervisor,
+        catalog,
+        RetentionSweeper(store, catalog, clock),
     )
     if redis is not None:
         service.closers.append(redis.aclose)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from cdnrec.auth.signing import new_nonce, request_signature
 
-Pairs = Iterable[tuple[str, str]] | Mapping[str, str | list[str]]
+Pairs = Iterable[tuple[str, str]] | Mapping[str, str | Sequence[str]]
 
 
 def signed_params(
@@ -40,7 +40,7 @@ def _pairs(params: Pairs | None) -> list[tuple[str, str]]:
     if isinstance(params, Mapping):
         out: list[tuple[str, str]] = []
         for key, value in params.items():
-            values = value if isinstance(value, list) else [value]
+            values = [value] if isinstance(value, str) else value
             out.extend((key, str(v)) for v in values)
         return out
     return [(k, str(v)) for k, v in params]

@@ -160,7 +160,9 @@ def test_a_recording_that_cannot_write_fails_the_task_with_the_reason(
         assert "Error" in task["Detail"]
         with service.client() as client:
             again = client.call("StartCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
-        assert again["Data"]["Tencent"][0]["TaskId"] != task["TaskId"], "a failed task is not reused"
+        assert again["Data"]["Tencent"][0]["TaskId"] != task["TaskId"], (
+            "a failed task is not reused"
+        )
     finally:
         service.stop()
         publisher.stop()

@@ -12,7 +12,7 @@ import structlog
 
 from cdnrec.callbacks.signing import signed
 from cdnrec.config import CallbackSettings
-from cdnrec.store import FileState, Store
+from cdnrec.store import Store
 from cdnrec.store.cache import AppCache
 from cdnrec.store.deliveries import ABANDONED, DELIVERED, PENDING
 from cdnrec.store.models import Delivery
@@ -124,7 +124,7 @@ class CallbackSender:
             error=error or None,
         )
         if state != PENDING and delivery.event == "record":
-            await self._store.files.set_state(delivery.subject, FileState.ANNOUNCED)
+            await self._store.files.announced(delivery.subject)
 
     def _retry(self, delivery: Delivery, attempts: int, now: float) -> tuple[str, int]:
         schedule = self._settings.schedule

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import av
 
+from cdnrec.engine.adts import AdtsToRaw, config_from_stream, needs_conversion
 from cdnrec.engine.formats import Inputs, Writer, WriterContext, writer_for
 from cdnrec.engine.formats.base import AUDIO, VIDEO
 from cdnrec.engine.formats.copy import CopyWriter
@@ -191,7 +192,8 @@ class Recorder:
         if video is None and audio is None:
             return "source has no audio or video"
         inputs = Inputs.of(video, audio)
-        writers = self._setup_writers(inputs)
+        adts = AdtsToRaw(audio) if audio is not None and needs_conversion(audio) else None
+        writers: list[Writer] = []
         kind_of = [-1] * len(c.streams)
         for k, s in ((VIDEO, video), (AUDIO, audio)):
             if s is not None:
@@ -216,9 +218,18 @@ class Recorder:
                 key = pkt.is_keyframe
                 if not anchored:
                     if want_key and (k != VIDEO or not key):
+                        if adts is not None and k == AUDIO:
+                            adts.observe(pkt)
                         continue  # files start on a video keyframe
+                    if adts is not None:
+                        inputs.extradata[AUDIO] = adts.config or config_from_stream(audio)
+                    writers = self._setup_writers(inputs)
                     self._anchor(inputs, dts, k, down_since)
                     anchored = True
+                if adts is not None and k == AUDIO:
+                    pkt = adts.filter(pkt)
+                    if pkt is None:
+                        continue
                 d = dts - off[k]
                 l_ = last[k]
                 if d <= l_ or d - l_ > jump[k]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor
 from cdnrec.store.ids import new_handle, new_id, new_public_id
@@ -69,6 +70,7 @@ class FileRepo:
                 .values(
                     state=FileState.CLOSED.value,
                     key=facts.key,
+                    name=facts.key.rsplit("/", 1)[-1],
                     begin_ms=facts.begin_ms,
                     end_ms=facts.end_ms,
                     duration=facts.duration,
@@ -90,6 +92,15 @@ class FileRepo:
         """Move a file to `state`."""
         async with self._engine.begin() as conn:
             await conn.execute(update(files).where(files.c.id == file_id).values(state=state.value))
+
+    async def announced(self, file_id: str) -> None:
+        """A stored file's callback is done (delivered or given up); deleted files stay deleted."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(files)
+                .where(files.c.id == file_id, files.c.state == FileState.STORED.value)
+                .values(state=FileState.ANNOUNCED.value)
+            )
 
     async def get(self, file_id: str) -> RecordedFile | None:
         """The file with this row id."""
@@ -125,11 +136,112 @@ class FileRepo:
             row = (await conn.execute(query.limit(1))).first()
         return None if row is None else int(row.app_id)
 
+    async def search(
+        self, query: FileQuery, offset: int, limit: int
+    ) -> tuple[int, list[RecordedFile]]:
+        """(how many files match, one page of them), newest first."""
+        where = query.where()
+        page = (
+            select(files)
+            .where(where)
+            .order_by(files.c.created_ms.desc(), files.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).where(where))).scalar_one()
+            return int(total), [_file(r._mapping) for r in await conn.execute(page)]
+
+    async def after(
+        self, query: FileQuery, marker: tuple[int, str] | None, limit: int
+    ) -> list[RecordedFile]:
+        """Up to `limit` matching files after `marker` (created_ms, id), oldest first."""
+        where = query.where()
+        if marker is not None:
+            created, row_id = marker
+            where = and_(
+                where,
+                or_(
+                    files.c.created_ms > created,
+                    and_(files.c.created_ms == created, files.c.id > row_id),
+                ),
+            )
+        page = select(files).where(where).order_by(files.c.created_ms, files.c.id).limit(limit)
+        async with self._engine.connect() as conn:
+            return [_file(r._mapping) for r in await conn.execute(page)]
+
+    async def find(
+        self, app_id: int, vendor: Vendor, column: str, values: list[str]
+    ) -> list[RecordedFile]:
+        """The app's live files whose `column` (public_id, handle or key) is one of `values`."""
+        if not values:
+            return []
+        query = select(files).where(
+            files.c.app_id == app_id,
+            files.c.vendor == vendor.value,
+            files.c.state != FileState.DELETED.value,
+            ID_COLUMNS[column].in_(values),
+        )
+        async with self._engine.connect() as conn:
+            return [_file(r._mapping) for r in await conn.execute(query)]
+
+    async def expired(self, now_ms: int, limit: int = 100) -> list[RecordedFile]:
+        """Announced files whose retention has passed, oldest expiry first."""
+        query = (
+            select(files)
+            .where(
+                files.c.state == FileState.ANNOUNCED.value,
+                files.c.expire_ms.is_not(None),
+                files.c.expire_ms <= now_ms,
+            )
+            .order_by(files.c.expire_ms)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_file(r._mapping) for r in await conn.execute(query)]
+
     async def for_task(self, task_id: str) -> list[RecordedFile]:
         """Every file of a task, in recording order."""
         query = select(files).where(files.c.task_id == task_id).order_by(files.c.begin_ms)
         async with self._engine.connect() as conn:
             return [_file(r._mapping) for r in await conn.execute(query)]
+
+
+VISIBLE = (FileState.STORED.value, FileState.ANNOUNCED.value)
+ID_COLUMNS = {"public_id": files.c.public_id, "handle": files.c.handle, "key": files.c.key}
+
+
+@dataclass(frozen=True)
+class FileQuery:
+    """Which of an app's stored files a search wants."""
+
+    app_id: int
+    vendor: Vendor
+    name_prefix: str = ""
+    created_from_ms: int | None = None
+    created_to_ms: int | None = None
+    public_ids: tuple[str, ...] = ()
+    stream_ids: tuple[str, ...] = ()
+
+    def where(self) -> ColumnElement[bool]:
+        """The SQL condition of this query."""
+        clauses = [
+            files.c.app_id == self.app_id,
+            files.c.vendor == self.vendor.value,
+            files.c.state.in_(VISIBLE),
+        ]
+        if self.name_prefix:
+            escaped = self.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append(files.c.name.like(escaped + "%", escape="\\"))
+        if self.created_from_ms is not None:
+            clauses.append(files.c.created_ms >= self.created_from_ms)
+        if self.created_to_ms is not None:
+            clauses.append(files.c.created_ms <= self.created_to_ms)
+        if self.public_ids:
+            clauses.append(files.c.public_id.in_(self.public_ids))
+        if self.stream_ids:
+            clauses.append(files.c.stream_id.in_(self.stream_ids))
+        return and_(*clauses)
 
 
 def _file(row: Any) -> RecordedFile:
@@ -147,6 +259,7 @@ def _file(row: Any) -> RecordedFile:
         created_ms=row["created_ms"],
         partial_path=row["partial_path"],
         key=row["key"],
+        name=row["name"],
         storage=row["storage"],
         end_ms=row["end_ms"],
         duration=row["duration"],

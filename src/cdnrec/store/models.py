@@ -93,6 +93,7 @@ class RecordedFile:
     created_ms: int
     partial_path: str | None = None
     key: str | None = None
+    name: str | None = None
     storage: str = "local"
     end_ms: int | None = None
     duration: float | None = None

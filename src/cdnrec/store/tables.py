@@ -86,6 +86,7 @@ files = Table(
     Column("state", String(16), nullable=False),
     Column("partial_path", Text),
     Column("key", Text),
+    Column("name", String(300)),
     Column("storage", String(64), nullable=False, default="local"),
     Column("begin_ms", BigInteger, nullable=False),
     Column("end_ms", BigInteger),

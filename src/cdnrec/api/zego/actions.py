@@ -6,15 +6,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cdnrec.api.zego import requests, shapes
+from cdnrec.api.zego import media, requests, shapes
 from cdnrec.api.zego.codes import ApiError, Code
 from cdnrec.api.zego.params import Params
+from cdnrec.catalog import Catalog
 from cdnrec.config import LimitSettings, Vendor
 from cdnrec.control import (
     ConfigUnworkable,
     Control,
     ControlError,
     RecordingDisabled,
+    StreamProbe,
     VendorNotConfigured,
 )
 from cdnrec.store.models import App
@@ -26,6 +28,9 @@ class Services:
 
     control: Control
     limits: LimitSettings
+    catalog: Catalog
+    probe: StreamProbe
+    sequences: media.SequenceGuard
 
 
 Handler = Callable[[Services, App, Params], Awaitable[Any]]
@@ -92,11 +97,12 @@ ACTIONS: dict[str, Action] = {
     "StartCDNRecord": Action(start_cdn_record, MEDIA),
     "StopCDNRecord": Action(stop_cdn_record, MEDIA),
     "DescribeCDNRecordTask": Action(describe_cdn_record_task, MEDIA),
+    "SearchMedia": Action(media.search_media, MEDIA),
+    "DeleteMedia": Action(media.delete_media, MEDIA),
+    "DescribeRTCStreamState": Action(media.describe_rtc_stream_state, STREAM_STATE),
 }
 
-PLANNED = frozenset(
-    {"SearchMedia", "DeleteMedia", "MergeMedia", "DescribeMediaTask", "DescribeRTCStreamState"}
-)
+PLANNED = frozenset({"MergeMedia", "DescribeMediaTask"})
 
 
 def lookup(name: str) -> Action:

@@ -49,7 +49,8 @@ def collect(pairs: Iterable[tuple[str, str]]) -> Params:
 def _flatten(prefix: str, value: Any, out: list[tuple[str, str]], depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise ApiError(
-            Code.BODY_UNREADABLE, f"request body is nested too deeply (more than {MAX_DEPTH} levels)"
+            Code.BODY_UNREADABLE,
+            f"request body is nested too deeply (more than {MAX_DEPTH} levels)",
         )
     if isinstance(value, dict):
         for key, inner in value.items():

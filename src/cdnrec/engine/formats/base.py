@@ -29,6 +29,8 @@ class Inputs:
 
     streams: list[Any]
     tb: list[Fraction]
+    extradata: list[bytes | None]
+    """Codec config to use instead of the stream's (AAC converted from ADTS)."""
 
     @classmethod
     def of(cls, video: Any, audio: Any) -> Inputs:
@@ -36,7 +38,14 @@ class Inputs:
         tbs = [
             Fraction(s.time_base) if s is not None else Fraction(1, 1000) for s in (video, audio)
         ]
-        return cls([video, audio], tbs)
+        return cls([video, audio], tbs, [None, None])
+
+    def add_output_stream(self, container: Any, kind: int) -> Any:
+        """A stream in output ``container`` copying input stream ``kind``."""
+        ostream = container.add_stream_from_template(self.streams[kind])
+        if self.extradata[kind] is not None:
+            ostream.codec_context.extradata = self.extradata[kind]
+        return ostream
 
     def codec(self, kind: int) -> str | None:
         """Codec name of ``kind`` or None."""
@@ -51,7 +60,8 @@ class Inputs:
         p = s.codec_context
         if kind == VIDEO:
             return (p.name, p.width, p.height, bytes(p.extradata or b""))
-        return (p.name, p.sample_rate, p.channels, bytes(p.extradata or b""))
+        config = self.extradata[AUDIO] or bytes(p.extradata or b"")
+        return (p.name, p.sample_rate, p.channels, config)
 
 
 @dataclass(frozen=True)

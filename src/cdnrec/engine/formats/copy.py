@@ -80,7 +80,7 @@ class CopyWriter:
             out = Output(info.path, self.muxer, self.options, buffer_size(inputs, kinds))
             self.ostreams = [None, None]
             for k in kinds:
-                self.ostreams[k] = out.c.add_stream_from_template(inputs.streams[k])
+                self.ostreams[k] = inputs.add_output_stream(out.c, k)
         except Exception as e:
             raise WriterError(f"{self.format}: cannot open {info.path}: {e}") from e
         self.out, self.info, self.begin_t = out, info, t

@@ -173,7 +173,7 @@ class HlsWriter:
             out = Output(path, "mpegts", {}, buffer_size(inputs, self.kinds))
             self.ostreams = [None, None]
             for k in self.kinds:
-                self.ostreams[k] = out.c.add_stream_from_template(inputs.streams[k])
+                self.ostreams[k] = inputs.add_output_stream(out.c, k)
         except Exception as e:
             raise WriterError(f"m3u8: cannot open {path}: {e}") from e
         self.out, self.seg_t = out, t - self.begin_t

@@ -66,8 +66,9 @@ class TranscodeWriter:
             return
         cc = src.codec_context
         self.decoder = av.CodecContext.create(cc.name, "r")
-        if cc.extradata:
-            self.decoder.extradata = cc.extradata
+        config = inputs.extradata[AUDIO] or cc.extradata
+        if config:
+            self.decoder.extradata = config
         if cc.sample_rate:
             self.decoder.sample_rate = cc.sample_rate
         if self.encoder is None:

@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("partial_path", sa.Text(), nullable=True),
         sa.Column("key", sa.Text(), nullable=True),
+        sa.Column("name", sa.String(length=300), nullable=True),
         sa.Column("storage", sa.String(length=64), nullable=False),
         sa.Column("begin_ms", sa.BigInteger(), nullable=False),
         sa.Column("end_ms", sa.BigInteger(), nullable=True),
