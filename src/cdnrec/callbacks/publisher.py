@@ -64,7 +64,7 @@ class Publisher:
         app = await self._apps.get(file.app_id)
         task = await self._store.tasks.get(file.task_id)
         now = self._clock()
-        if app is not None and task is not None and app.callback_url:
+        if file.kind == "recording" and app is not None and task is not None and app.callback_url:
             expires = int(file.expire_ms / 1000) if file.expire_ms else int(now) + URL_TTL
             url = self._storage.url(app.app_id, app.server_secret, file.key, expires)
             payload = record_payload(task, file, url, self._settings.extra_params)

@@ -1,6 +1,7 @@
 """Storage targets for recorded files: a local folder (S3-compatible buckets to come)."""
 
+from cdnrec.storage.base import Storage
 from cdnrec.storage.local import LocalStorage
 from cdnrec.storage.urls import file_url, grants, scope_of, url_signature
 
-__all__ = ["LocalStorage", "file_url", "grants", "scope_of", "url_signature"]
+__all__ = ["LocalStorage", "Storage", "file_url", "grants", "scope_of", "url_signature"]

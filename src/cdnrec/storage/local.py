@@ -39,6 +39,14 @@ class LocalStorage:
             return
         await asyncio.to_thread(_remove, path)
 
+    async def fetch(self, key: str, scratch: Path) -> Path:
+        """The file's own path: nothing to download."""
+        del scratch
+        path = self.path_of(key)
+        if path is None or not path.exists():
+            raise FileNotFoundError(key)
+        return path
+
     def url(self, app_id: int, secret: str, key: str, expires: int) -> str:
         """A signed URL for downloading or playing `key` until `expires` (Unix seconds)."""
         return file_url(self._public_url, app_id, secret, key, expires)

@@ -21,7 +21,12 @@ def open_engine(url: str) -> AsyncEngine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection: SQLite takes one writer at a time, and writers of one process that
+        # contend on separate connections wait in SQLite's busy handler, which sleeps up to
+        # 100 ms a turn (tail latencies of a second under load). Queueing here is fair and cheap.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql":

@@ -254,6 +254,7 @@ def _file(row: Any) -> RecordedFile:
         vendor=Vendor(row["vendor"]),
         stream_id=row["stream_id"],
         format=row["format"],
+        kind=row["kind"],
         state=FileState(row["state"]),
         begin_ms=row["begin_ms"],
         created_ms=row["created_ms"],

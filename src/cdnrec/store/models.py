@@ -91,6 +91,7 @@ class RecordedFile:
     state: FileState
     begin_ms: int
     created_ms: int
+    kind: str = "recording"
     partial_path: str | None = None
     key: str | None = None
     name: str | None = None

@@ -83,6 +83,7 @@ files = Table(
     Column("vendor", String(16), nullable=False),
     Column("stream_id", String(256), nullable=False),
     Column("format", String(8), nullable=False),
+    Column("kind", String(16), nullable=False, default="recording"),
     Column("state", String(16), nullable=False),
     Column("partial_path", Text),
     Column("key", Text),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdnrec.config import Vendor, VendorSettings
@@ -22,18 +23,25 @@ class TaskRepo:
         self._engine = engine
 
     async def start(self, task: Task) -> tuple[Task, bool]:
-        """Insert a task unless one is active for its stream; return (the task, created)."""
-        values = _row(task)
+        """Insert a task unless one is active for its stream; return (the task, created).
+
+        One statement in one transaction: the insert yields to the unique index of active
+        tasks (ON CONFLICT DO NOTHING), so concurrent starts of one stream create one task.
+        """
+        insert_new = _dialect_insert(self._engine.dialect.name)(tasks).values(**_row(task))
+        insert_new = insert_new.on_conflict_do_nothing(
+            index_elements=[tasks.c.app_id, tasks.c.vendor, tasks.c.stream_id],
+            index_where=tasks.c.active,
+        )
         for _ in range(3):
-            existing = await self.active_for(task.app_id, task.vendor, task.stream_id)
-            if existing is not None:
-                return existing, False
-            try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(insert(tasks).values(**values))
-            except IntegrityError:
-                continue
-            return task, True
+            async with self._engine.begin() as conn:
+                if (await conn.execute(insert_new)).rowcount:
+                    return task, True
+                row = (
+                    await conn.execute(_active_query(task.app_id, task.vendor, task.stream_id))
+                ).first()
+            if row is not None:
+                return _task(row._mapping), False
         raise RuntimeError(f"could not start a task for stream {task.stream_id!r}")
 
     async def get(self, task_id: str) -> Task | None:
@@ -44,34 +52,27 @@ class TaskRepo:
 
     async def active_for(self, app_id: int, vendor: Vendor, stream_id: str) -> Task | None:
         """The active task of a stream, if any."""
-        query = select(tasks).where(
-            tasks.c.app_id == app_id,
-            tasks.c.vendor == vendor.value,
-            tasks.c.stream_id == stream_id,
-            tasks.c.active.is_(True),
-        )
         async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(_active_query(app_id, vendor, stream_id))).first()
         return None if row is None else _task(row._mapping)
 
     async def request_stop(
         self, app_id: int, vendor: Vendor, stream_id: str, now_ms: int
     ) -> list[Task]:
-        """Mark every active task of a stream as stopping; return them."""
-        where = and_(
-            tasks.c.app_id == app_id,
-            tasks.c.vendor == vendor.value,
-            tasks.c.stream_id == stream_id,
-            tasks.c.active.is_(True),
+        """Mark every active task of a stream as stopping; return them, now stopping."""
+        stop = (
+            update(tasks)
+            .where(
+                tasks.c.app_id == app_id,
+                tasks.c.vendor == vendor.value,
+                tasks.c.stream_id == stream_id,
+                tasks.c.active.is_(True),
+            )
+            .values(state=TaskState.STOPPING.value, active=False, stop_ms=now_ms)
+            .returning(*tasks.c)
         )
         async with self._engine.begin() as conn:
-            rows = (await conn.execute(select(tasks).where(where))).all()
-            if rows:
-                await conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id.in_([r.id for r in rows]))
-                    .values(state=TaskState.STOPPING.value, active=False, stop_ms=now_ms)
-                )
+            rows = (await conn.execute(stop)).all()
         return [_task(r._mapping) for r in rows]
 
     async def claim(self, owner: str, now_ms: int, lease_ms: int, limit: int) -> list[Task]:
@@ -179,6 +180,24 @@ class TaskRepo:
             query = query.where(tasks.c.state.in_(_LIVE))
         async with self._engine.connect() as conn:
             return [_task(r._mapping) for r in await conn.execute(query)]
+
+
+def _dialect_insert(dialect: str) -> Any:
+    """The INSERT construct that knows ON CONFLICT for this database."""
+    if dialect == "sqlite":
+        return sqlite_insert
+    if dialect == "postgresql":
+        return postgresql_insert
+    raise ValueError(f"unsupported database dialect {dialect!r}")
+
+
+def _active_query(app_id: int, vendor: Vendor, stream_id: str) -> Select[Any]:
+    return select(tasks).where(
+        tasks.c.app_id == app_id,
+        tasks.c.vendor == vendor.value,
+        tasks.c.stream_id == stream_id,
+        tasks.c.active.is_(True),
+    )
 
 
 def _row(task: Task) -> dict[str, Any]:

@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("vendor", sa.String(length=16), nullable=False),
         sa.Column("stream_id", sa.String(length=256), nullable=False),
         sa.Column("format", sa.String(length=8), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("partial_path", sa.Text(), nullable=True),
         sa.Column("key", sa.Text(), nullable=True),
