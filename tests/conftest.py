@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.s3 import S3Server
 from tests.support.service import RunningService, make_settings
 
 POSTGRES_URL = os.environ.get("CDNREC_TEST_POSTGRES_URL", "")
@@ -62,3 +63,11 @@ def redis_url() -> str:
     if not REDIS_URL:
         _missing("Redis", "CDNREC_TEST_REDIS_URL")
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-compatible server on loopback for the session."""
+    server = S3Server().start()
+    yield server
+    server.stop()

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from cdnrec.config import (
     ConfigError,
+    S3Settings,
     Settings,
     Vendor,
     VendorSettings,
@@ -36,6 +37,10 @@ def test_example_documents_every_key_with_its_default() -> None:
         if section == "server":
             loaded = loaded.model_copy(update={"data_dir": expected.data_dir})
         assert loaded == expected, f"[{section}] in config.example.toml differs from the defaults"
+    storage = raw["storage"]["archive"]
+    _documented_keys(S3Settings, storage | {"secret_access_key_file": None})
+    archive = example.storage["archive"]
+    assert archive == S3Settings(bucket=archive.bucket, endpoint_url=archive.endpoint_url)
     vendor_table = raw["apps"][0]["vendors"]["Tencent"]
     documented = set(vendor_table) | {"wait_for_stream"}
     assert documented == set(VendorSettings.model_fields)
@@ -104,3 +109,18 @@ def test_relative_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[server]\ndata_dir = "d"\n')
     assert load_settings(path, environ={}).server.data_dir == tmp_path / "d"
+
+
+def test_vendor_storage_must_be_declared() -> None:
+    with pytest.raises(ValueError, match=r"storage 'vault' is not declared"):
+        Settings.model_validate(
+            {
+                "apps": [
+                    {
+                        "app_id": 5,
+                        "server_secret": "0123456789abcdef",
+                        "vendors": {"Tencent": {"storage": "vault"}},
+                    }
+                ]
+            }
+        )

@@ -39,7 +39,7 @@ from cdnrec.config import Settings
 from cdnrec.control import Control, StreamProbe
 from cdnrec.engine.supervisor import Supervisor
 from cdnrec.live import SourceProbe
-from cdnrec.storage import LocalStorage
+from cdnrec.storage import Storages
 from cdnrec.store import App, FileState, Store
 from cdnrec.store.cache import AppCache
 
@@ -56,7 +56,7 @@ class Service:
     control: Control
     registry: CollectorRegistry
     endpoint: ZegoEndpoint
-    storage: LocalStorage
+    storages: Storages
     publisher: Publisher
     sender: CallbackSender
     supervisor: Supervisor | None
@@ -144,19 +144,19 @@ async def build_service(
     registry = CollectorRegistry()
     apps = AppCache(store.apps)
     gateway = Gateway(apps, nonces, tolerance=settings.limits.timestamp_tolerance, clock=clock)
-    storage = LocalStorage(settings.storage_root(), settings.server.public_url)
-    catalog = Catalog(store, storage, clock)
+    storages = Storages(settings)
+    catalog = Catalog(store, storages, clock)
     services = Services(control, settings.limits, catalog, probe, SequenceGuard())
     endpoint = ZegoEndpoint(gateway, limiter, services, ApiMetrics(registry))
     sender = CallbackSender(store, apps, settings.callbacks, clock=clock)
     publisher = Publisher(
-        store, storage, apps, settings.callbacks, on_queued=sender.nudge, clock=clock
+        store, storages, apps, settings.callbacks, on_queued=sender.nudge, clock=clock
     )
     supervisor = None
     if settings.server.role in ("all", "recorder"):
         supervisor = Supervisor(
             store,
-            storage.root,
+            storages.local.root,
             settings.recorder,
             owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
             on_file_closed=publisher.nudge,
@@ -169,7 +169,7 @@ async def build_service(
         control,
         registry,
         endpoint,
-        storage,
+        storages,
         publisher,
         sender,
         supervisor,
@@ -202,7 +202,7 @@ def create_asgi(service: Service) -> Starlette:
         Route("/metrics", metrics_for(service.registry)),
         Route(
             "/files/{app_id}/{expires}/{signature}/{key:path}",
-            files_endpoint(service.storage, service.store, service.apps),
+            files_endpoint(service.storages, service.store, service.apps),
         ),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

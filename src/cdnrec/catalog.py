@@ -9,7 +9,7 @@ from collections.abc import Callable
 import structlog
 
 from cdnrec.config import Vendor
-from cdnrec.storage import LocalStorage
+from cdnrec.storage import Storages
 from cdnrec.store import FileState, RecordedFile, Store
 from cdnrec.store.files import FileQuery
 from cdnrec.store.models import App
@@ -40,10 +40,10 @@ class Catalog:
     """Finds and deletes an app's stored files."""
 
     def __init__(
-        self, store: Store, storage: LocalStorage, clock: Callable[[], float] = time.time
+        self, store: Store, storages: Storages, clock: Callable[[], float] = time.time
     ) -> None:
         self._store = store
-        self._storage = storage
+        self._storages = storages
         self._clock = clock
 
     async def search(
@@ -62,7 +62,8 @@ class Catalog:
         """A signed download URL of a stored file."""
         assert file.key is not None
         expires = file.expire_ms // 1000 if file.expire_ms else int(self._clock()) + URL_TTL
-        return self._storage.url(app.app_id, app.server_secret, file.key, expires)
+        storage = self._storages.get(file.storage)
+        return storage.url(app.app_id, app.server_secret, file.key, expires)
 
     async def delete(
         self, app: App, vendor: Vendor, column: str, ids: list[str]
@@ -84,7 +85,7 @@ class Catalog:
         """Forget a file in the store, then delete it from its storage target; logged."""
         await self._store.files.set_state(file.id, FileState.DELETED)
         if file.key:
-            await self._storage.delete(file.key)
+            await self._storages.get(file.storage).delete(file.key)
         log.info("file.deleted", file=file.id, key=file.key, app=file.app_id, reason=reason)
 
 

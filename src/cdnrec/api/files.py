@@ -6,9 +6,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 
-from cdnrec.storage import LocalStorage, grants
+from cdnrec.storage import Storages, grants
 from cdnrec.store import Store
 from cdnrec.store.cache import AppCache
 
@@ -30,7 +30,7 @@ def _owning_key(key: str) -> list[str]:
 
 
 def files_endpoint(
-    storage: LocalStorage, store: Store, apps: AppCache, clock: Callable[[], float] = time.time
+    storages: Storages, store: Store, apps: AppCache, clock: Callable[[], float] = time.time
 ) -> Callable[[Request], Awaitable[Response]]:
     """The handler serving files whose URL signature is valid and unexpired."""
 
@@ -45,10 +45,17 @@ def files_endpoint(
         app = await apps.get(int(app_id))
         if app is None or not grants(app.server_secret, int(app_id), int(expires), signature, key):
             return PlainTextResponse("invalid signature", status_code=403)
-        owners = [await store.files.owner_of(k) for k in _owning_key(key)]
-        if int(app_id) not in owners:
+        owner = None
+        for candidate in _owning_key(key):
+            owner = await store.files.by_key(candidate)
+            if owner is not None:
+                break
+        if owner is None or owner.app_id != int(app_id):
             return PlainTextResponse("not found", status_code=404)
-        path = storage.path_of(key)
+        target = storages.get(owner.storage).direct_url(key)
+        if target is not None:
+            return RedirectResponse(target, status_code=302)
+        path = storages.local.path_of(key)
         if path is None or not path.is_file():
             return PlainTextResponse("not found", status_code=404)
         return FileResponse(

@@ -11,7 +11,7 @@ import structlog
 
 from cdnrec.callbacks.payloads import record_payload
 from cdnrec.config import CallbackSettings
-from cdnrec.storage import LocalStorage
+from cdnrec.storage import Storages
 from cdnrec.store import FileState, RecordedFile, Store
 from cdnrec.store.cache import AppCache
 
@@ -26,7 +26,7 @@ class Publisher:
     def __init__(
         self,
         store: Store,
-        storage: LocalStorage,
+        storages: Storages,
         apps: AppCache,
         settings: CallbackSettings,
         *,
@@ -34,7 +34,8 @@ class Publisher:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._storage = storage
+        self._storages = storages
+        self._retry_at: dict[str, tuple[float, float]] = {}
         self._apps = apps
         self._settings = settings
         self._on_queued = on_queued
@@ -50,23 +51,40 @@ class Publisher:
         while True:
             self._wake.clear()
             try:
-                for file in await self._store.files.in_state(FileState.CLOSED):
-                    await self.publish(file)
+                for file in await self._store.files.in_state(FileState.CLOSED, limit=500):
+                    await self._publish_or_back_off(file)
             except Exception:
-                log.exception("publish.failed")
+                log.exception("publish.loop_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), poll)
+
+    async def _publish_or_back_off(self, file: RecordedFile) -> None:
+        """Publish a file; when its target fails, try it again later (doubling, up to 5 min)."""
+        now = self._clock()
+        if self._retry_at.get(file.id, (0.0, 0.0))[0] > now:
+            return
+        try:
+            await self.publish(file)
+        except Exception as exc:
+            _, wait = self._retry_at.get(file.id, (0.0, 1.0))
+            self._retry_at[file.id] = (now + wait, min(wait * 2, 300.0))
+            log.warning(
+                "publish.store_failed", file=file.id, key=file.key, error=str(exc), retry_in=wait
+            )
+        else:
+            self._retry_at.pop(file.id, None)
 
     async def publish(self, file: RecordedFile) -> None:
         """Store one file, queue its callback (idempotently), mark it stored."""
         assert file.key is not None
-        await self._storage.store(file.key)
+        storage = self._storages.get(file.storage)
+        await storage.store(file.key)
         app = await self._apps.get(file.app_id)
         task = await self._store.tasks.get(file.task_id)
         now = self._clock()
         if file.kind == "recording" and app is not None and task is not None and app.callback_url:
             expires = int(file.expire_ms / 1000) if file.expire_ms else int(now) + URL_TTL
-            url = self._storage.url(app.app_id, app.server_secret, file.key, expires)
+            url = storage.url(app.app_id, app.server_secret, file.key, expires)
             payload = record_payload(task, file, url, self._settings.extra_params)
             await self._store.deliveries.enqueue(
                 app.app_id, "record", file.id, app.callback_url, payload, int(now * 1000)

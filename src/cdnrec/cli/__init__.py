@@ -9,7 +9,7 @@ import click
 
 from cdnrec.cli.apps import apps
 from cdnrec.cli.call import call
-from cdnrec.cli.common import CONFIG, settings_from
+from cdnrec.cli.common import CONFIG, run_service, settings_from
 from cdnrec.cli.demo import demo
 from cdnrec.store.database import migrate as migrate_schema
 from cdnrec.store.database import open_engine
@@ -32,7 +32,7 @@ def serve(config_path: Path | None, role: str | None) -> None:
     if role:
         server = settings.server.model_copy(update={"role": role})
         settings = settings.model_copy(update={"server": server})
-    asyncio.run(run(settings))
+    run_service(run(settings))
 
 
 @main.command("check-config")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -29,6 +29,18 @@ def settings_from(config_path: Path | None) -> Settings:
         return load_settings(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run the service's main coroutine on uvloop when it is installed (uvicorn[standard] brings
+    it), as `uvicorn.run` would; plain asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:

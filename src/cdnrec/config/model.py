@@ -131,6 +131,28 @@ class VendorSettings(_Frozen):
         return value
 
 
+class S3Settings(_Frozen):
+    """An S3-compatible bucket that vendor configurations can store files in."""
+
+    type: Literal["s3"] = "s3"
+    endpoint_url: str = ""
+    bucket: str
+    region: str = "us-east-1"
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    secret_access_key_file: Path | None = None
+    prefix: str = ""
+    public_url: str = ""
+    presign_ttl: Duration = 3600.0
+    keep_local: bool = False
+
+    def secret_key(self) -> str:
+        """The secret access key, read from its file when given as one."""
+        if self.secret_access_key_file is not None:
+            return self.secret_access_key_file.read_text(encoding="utf-8").strip()
+        return self.secret_access_key
+
+
 _SECRET = re.compile(r"^[0-9A-Za-z]{16,128}$")
 
 
@@ -171,7 +193,23 @@ class Settings(_Frozen):
     limits: LimitSettings = LimitSettings()
     recorder: RecorderSettings = RecorderSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    storage: dict[str, S3Settings] = Field(default_factory=dict)
     apps: tuple[AppSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_storage(self) -> Settings:
+        if "local" in self.storage:
+            raise ValueError(
+                "storage.local is the built-in local folder; name S3 targets otherwise"
+            )
+        for app in self.apps:
+            for vendor, cfg in app.vendors.items():
+                if cfg.storage != "local" and cfg.storage not in self.storage:
+                    raise ValueError(
+                        f"app {app.app_id} {vendor}: storage {cfg.storage!r} is not declared "
+                        f"as [storage.{cfg.storage}]"
+                    )
+        return self
 
     @field_validator("apps")
     @classmethod

@@ -9,6 +9,7 @@ playlist ``X.m3u8`` keeps its segments in the sibling directory ``X/``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -128,10 +129,8 @@ def segments_dir(playlist: Path) -> Path:
 def remove_partial(info: PartialInfo) -> None:
     """Remove what is left of a partial after it became final (sidecar, empty folders)."""
     sidecar_of(info.path).unlink(missing_ok=True)
-    try:
+    with contextlib.suppress(OSError):
         info.path.parent.rmdir()
-    except OSError:
-        pass
 
 
 def sha256_of(path: Path) -> str:

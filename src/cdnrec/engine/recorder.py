@@ -209,8 +209,6 @@ class Recorder:
         n = 0
         try:
             for pkt in c.demux([s for s in (video, audio) if s is not None]):
-                if stopping():
-                    return "stopped"
                 dts = pkt.dts
                 if dts is None:
                     continue
@@ -220,6 +218,8 @@ class Recorder:
                     if want_key and (k != VIDEO or not key):
                         if adts is not None and k == AUDIO:
                             adts.observe(pkt)
+                        if stopping():
+                            return "stopped"
                         continue  # files start on a video keyframe
                     if adts is not None:
                         inputs.extradata[AUDIO] = adts.config or config_from_stream(audio)
@@ -245,6 +245,8 @@ class Recorder:
                 n += 1
                 if not n & 31:  # every ~0.5 s of a typical stream
                     self.packets += 32
+                    if stopping():
+                        return "stopped"
                     if deadline is not None and clock() >= deadline:
                         return "deadline reached"
         except (av.FFmpegError, OSError) as e:

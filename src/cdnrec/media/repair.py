@@ -9,6 +9,7 @@ from typing import Any
 
 import av
 
+from cdnrec.engine.formats.base import finalize
 from cdnrec.engine.formats.hls import PLAYLIST, Segment, finalize_hls, parse_playlist
 from cdnrec.engine.layout import (
     PARTIAL_DIR,
@@ -18,7 +19,6 @@ from cdnrec.engine.layout import (
     remove_partial,
     sidecar_of,
 )
-from cdnrec.engine.formats.base import finalize
 from cdnrec.engine.plan import ClosedFile
 
 _MUXER = {"flv": "flv", "mp4": "mp4", "aac": "adts", "mp3": "mp3", "m3u8": "mpegts"}
@@ -55,11 +55,19 @@ def _remux(src: Path, dst: Path, fmt: str) -> tuple[float, tuple[str, ...], int]
         out = av.open(str(dst), "w", format=_MUXER[fmt], container_options=_OPTIONS.get(fmt, {}))
         omap = {s.index: out.add_stream_from_template(s) for s in streams}
         codecs = tuple(s.codec_context.codec.canonical_name for s in streams)
+        # The last packet of each stream may be cut short, except in MP4 (whole fragments).
+        held: dict[int, Any] = {}
         try:
             for pkt in inp.demux(streams):
-                if pkt.dts is None or pkt.size == 0:
+                if pkt.dts is None or pkt.size == 0 or pkt.is_corrupt:
                     continue
                 i = pkt.stream.index
+                prev = held.get(i)
+                held[i] = pkt
+                if prev is None and fmt != "mp4":
+                    continue
+                if fmt != "mp4":
+                    pkt = prev
                 tb = float(pkt.time_base)
                 first.setdefault(i, pkt.dts * tb)
                 end[i] = (pkt.dts + (pkt.duration or 0)) * tb
@@ -118,11 +126,11 @@ def _repair_hls(layout: Layout, info: PartialInfo) -> ClosedFile | None:
         if ts.name in known:
             continue
         tmp = ts.with_name(ts.name + ".repair")
-        duration, c, count = _remux(ts, tmp, "m3u8")
+        duration, found, count = _remux(ts, tmp, "m3u8")
         if count:
             os.replace(tmp, ts)
             segments.append(Segment(ts.name, round(duration, 3)))
-            codecs = codecs or c
+            codecs = codecs or found
         else:
             tmp.unlink(missing_ok=True)
             ts.unlink()

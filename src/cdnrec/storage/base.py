@@ -31,3 +31,7 @@ class Storage(Protocol):
     def url(self, app_id: int, secret: str, key: str, expires: int) -> str:
         """A URL to download or play `key` until `expires` (Unix seconds)."""
         ...
+
+    def direct_url(self, key: str) -> str | None:
+        """Where /files/ redirects a request for `key` (None: served from the local folder)."""
+        ...

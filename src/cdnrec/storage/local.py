@@ -47,6 +47,11 @@ class LocalStorage:
             raise FileNotFoundError(key)
         return path
 
+    def direct_url(self, key: str) -> str | None:
+        """Local files are served by /files/ itself."""
+        del key
+        return None
+
     def url(self, app_id: int, secret: str, key: str, expires: int) -> str:
         """A signed URL for downloading or playing `key` until `expires` (Unix seconds)."""
         return file_url(self._public_url, app_id, secret, key, expires)

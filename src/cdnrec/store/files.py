@@ -127,14 +127,12 @@ class FileRepo:
         async with self._engine.connect() as conn:
             return [_file(r._mapping) for r in await conn.execute(query)]
 
-    async def owner_of(self, key: str) -> int | None:
-        """The app that owns the live (not deleted) file stored at `key`."""
-        query = select(files.c.app_id).where(
-            files.c.key == key, files.c.state != FileState.DELETED.value
-        )
+    async def by_key(self, key: str) -> RecordedFile | None:
+        """The live (not deleted) file stored at `key`."""
+        query = select(files).where(files.c.key == key, files.c.state != FileState.DELETED.value)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query.limit(1))).first()
-        return None if row is None else int(row.app_id)
+        return None if row is None else _file(row._mapping)
 
     async def search(
         self, query: FileQuery, offset: int, limit: int

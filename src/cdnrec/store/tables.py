@@ -124,3 +124,26 @@ deliveries = Table(
     Index("uq_deliveries_subject", "event", "subject", unique=True),
     Index("ix_deliveries_due", "state", "next_ms"),
 )
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("task_id", String(64), nullable=False, unique=True),
+    Column("app_id", BigInteger, nullable=False),
+    Column("vendor", String(16), nullable=False),
+    Column("kind", String(16), nullable=False, default="compose"),
+    Column("state", String(16), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("result_file_id", String(32)),
+    Column("error_code", String(8), nullable=False, default=""),
+    Column("error_message", Text, nullable=False, default=""),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("started_ms", BigInteger),
+    Column("finished_ms", BigInteger),
+    Column("owner", String(64)),
+    Column("lease_ms", BigInteger),
+    Column("attempts", Integer, nullable=False, default=0),
+    Index("ix_jobs_state", "state"),
+    Index("ix_jobs_app", "app_id", "vendor"),
+)

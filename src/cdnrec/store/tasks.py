@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,18 +28,14 @@ class TaskRepo:
         One statement in one transaction: the insert yields to the unique index of active
         tasks (ON CONFLICT DO NOTHING), so concurrent starts of one stream create one task.
         """
-        insert_new = _dialect_insert(self._engine.dialect.name)(tasks).values(**_row(task))
-        insert_new = insert_new.on_conflict_do_nothing(
-            index_elements=[tasks.c.app_id, tasks.c.vendor, tasks.c.stream_id],
-            index_where=tasks.c.active,
-        )
+        insert_new = _INSERT_UNLESS_ACTIVE[self._engine.dialect.name]
+        values = _row(task)
+        stream = _stream_params(task.app_id, task.vendor, task.stream_id)
         for _ in range(3):
             async with self._engine.begin() as conn:
-                if (await conn.execute(insert_new)).rowcount:
+                if (await conn.execute(insert_new, values)).rowcount:
                     return task, True
-                row = (
-                    await conn.execute(_active_query(task.app_id, task.vendor, task.stream_id))
-                ).first()
+                row = (await conn.execute(_ACTIVE, stream)).first()
             if row is not None:
                 return _task(row._mapping), False
         raise RuntimeError(f"could not start a task for stream {task.stream_id!r}")
@@ -53,26 +49,16 @@ class TaskRepo:
     async def active_for(self, app_id: int, vendor: Vendor, stream_id: str) -> Task | None:
         """The active task of a stream, if any."""
         async with self._engine.connect() as conn:
-            row = (await conn.execute(_active_query(app_id, vendor, stream_id))).first()
+            row = (await conn.execute(_ACTIVE, _stream_params(app_id, vendor, stream_id))).first()
         return None if row is None else _task(row._mapping)
 
     async def request_stop(
         self, app_id: int, vendor: Vendor, stream_id: str, now_ms: int
     ) -> list[Task]:
         """Mark every active task of a stream as stopping; return them, now stopping."""
-        stop = (
-            update(tasks)
-            .where(
-                tasks.c.app_id == app_id,
-                tasks.c.vendor == vendor.value,
-                tasks.c.stream_id == stream_id,
-                tasks.c.active.is_(True),
-            )
-            .values(state=TaskState.STOPPING.value, active=False, stop_ms=now_ms)
-            .returning(*tasks.c)
-        )
+        params = {**_stream_params(app_id, vendor, stream_id), "p_stop_ms": now_ms}
         async with self._engine.begin() as conn:
-            rows = (await conn.execute(stop)).all()
+            rows = (await conn.execute(_STOP, params)).all()
         return [_task(r._mapping) for r in rows]
 
     async def claim(self, owner: str, now_ms: int, lease_ms: int, limit: int) -> list[Task]:
@@ -182,22 +168,33 @@ class TaskRepo:
             return [_task(r._mapping) for r in await conn.execute(query)]
 
 
-def _dialect_insert(dialect: str) -> Any:
-    """The INSERT construct that knows ON CONFLICT for this database."""
-    if dialect == "sqlite":
-        return sqlite_insert
-    if dialect == "postgresql":
-        return postgresql_insert
-    raise ValueError(f"unsupported database dialect {dialect!r}")
+# Statements built once and executed with parameters: building one per call (and its cache
+# key) cost more than running it on SQLite.
+_STREAM = and_(
+    tasks.c.app_id == bindparam("p_app_id"),
+    tasks.c.vendor == bindparam("p_vendor"),
+    tasks.c.stream_id == bindparam("p_stream_id"),
+    tasks.c.active.is_(True),
+)
+_ACTIVE = select(tasks).where(_STREAM)
+_STOP = (
+    update(tasks)
+    .where(_STREAM)
+    .values(state=TaskState.STOPPING.value, active=False, stop_ms=bindparam("p_stop_ms"))
+    .returning(*tasks.c)
+)
+_CONFLICT_TARGET: dict[str, Any] = {
+    "index_elements": [tasks.c.app_id, tasks.c.vendor, tasks.c.stream_id],
+    "index_where": tasks.c.active,
+}
+_INSERT_UNLESS_ACTIVE: dict[str, Any] = {
+    "sqlite": sqlite_insert(tasks).on_conflict_do_nothing(**_CONFLICT_TARGET),
+    "postgresql": postgresql_insert(tasks).on_conflict_do_nothing(**_CONFLICT_TARGET),
+}
 
 
-def _active_query(app_id: int, vendor: Vendor, stream_id: str) -> Select[Any]:
-    return select(tasks).where(
-        tasks.c.app_id == app_id,
-        tasks.c.vendor == vendor.value,
-        tasks.c.stream_id == stream_id,
-        tasks.c.active.is_(True),
-    )
+def _stream_params(app_id: int, vendor: Vendor, stream_id: str) -> dict[str, Any]:
+    return {"p_app_id": app_id, "p_vendor": vendor.value, "p_stream_id": stream_id}
 
 
 def _row(task: Task) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from cdnrec.api.zego.codes import ApiError, Code
 from cdnrec.api.zego.params import Params
 from cdnrec.config import Vendor
 
-STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")  # used with fullmatch: `$` would let "a\n" in
+STREAM_ID = re.compile(r"\A[A-Za-z0-9_-]{1,256}\Z")  # \A…\Z: `$` would let "a\n" in
 TENCENT_WINDOW = 86400
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from cdnrec.engine.formats.base import (
@@ -46,6 +47,8 @@ class CopyWriter:
         self.last = [_NO_TS, _NO_TS]
         self.end = [0, 0]
         self.ostreams: list[Any] = [None, None]
+        self.mux: Any = None
+        self.tb = [Fraction(1, 1000), Fraction(1, 1000)]
         self.begin_t = 0.0
         self.gaps: list[tuple[float, float]] = []
         self.codecs: tuple[str, ...] = ()
@@ -67,6 +70,7 @@ class CopyWriter:
                     self.end[k] = round(self.end[k] * old / new)
             self.split_at = round((self.begin_t + self.interval) / inputs.tb[self.split_kind])
         self.inputs = inputs
+        self.tb = inputs.tb
         has_video = self.takes[VIDEO] and inputs.streams[VIDEO] is not None
         self.split_kind = VIDEO if has_video else AUDIO
 
@@ -84,6 +88,7 @@ class CopyWriter:
         except Exception as e:
             raise WriterError(f"{self.format}: cannot open {info.path}: {e}") from e
         self.out, self.info, self.begin_t = out, info, t
+        self.mux, self.tb = out.c.mux_one, inputs.tb
         self.codecs = tuple(str(inputs.codec(k)) for k in kinds)
         for k in (VIDEO, AUDIO):
             self.base[k] = round(t / inputs.tb[k])
@@ -113,12 +118,12 @@ class CopyWriter:
         self.last[kind] = d
         self.end[kind] = d + (dur if dur > 0 else d - last)
         pkt.stream = self.ostreams[kind]
-        pkt.time_base = self.inputs.tb[kind]  # type: ignore[union-attr]
+        pkt.time_base = self.tb[kind]  # another writer may have rebased the packet
         pkt.dts = d
         pkt.pts = p
         pkt.duration = dur
         try:
-            self.out.c.mux_one(pkt)  # type: ignore[union-attr]
+            self.mux(pkt)
         except Exception as e:
             raise WriterError(f"{self.format}: {type(e).__name__}: {e}") from e
 

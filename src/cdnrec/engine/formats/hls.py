@@ -7,6 +7,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from fractions import Fraction
 from typing import Any
 
 from cdnrec.engine.formats.base import (
@@ -126,6 +127,8 @@ class HlsWriter:
         self.segments: list[Segment] = []
         self.out: Output | None = None
         self.ostreams: list[Any] = [None, None]
+        self.mux: Any = None
+        self.tb = [Fraction(1, 1000), Fraction(1, 1000)]
         self.seg_t = 0.0
         self.split_kind = VIDEO
         self.split_at = 0
@@ -177,6 +180,7 @@ class HlsWriter:
         except Exception as e:
             raise WriterError(f"m3u8: cannot open {path}: {e}") from e
         self.out, self.seg_t = out, t - self.begin_t
+        self.mux, self.tb = out.c.mux_one, inputs.tb
         self.end = [0, 0]
         self.split_at = round((t + self.segment) / inputs.tb[self.split_kind])
 
@@ -212,12 +216,12 @@ class HlsWriter:
         self.last[kind] = dts
         self.end[kind] = dts + (dur if dur > 0 else min(dts - last, 1 << 30))
         pkt.stream = self.ostreams[kind]
-        pkt.time_base = self.inputs.tb[kind]  # type: ignore[union-attr]
+        pkt.time_base = self.tb[kind]  # another writer may have rebased the packet
         pkt.dts = dts
         pkt.pts = pts
         pkt.duration = dur
         try:
-            self.out.c.mux_one(pkt)  # type: ignore[union-attr]
+            self.mux(pkt)
         except Exception as e:
             raise WriterError(f"m3u8: {type(e).__name__}: {e}") from e
 

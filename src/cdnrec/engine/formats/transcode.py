@@ -82,7 +82,7 @@ class TranscodeWriter:
             )
 
     def _new_encoder(self) -> Any:
-        enc = av.CodecContext.create(self.codec_name, "w")
+        enc: Any = av.CodecContext.create(self.codec_name, "w")
         enc.sample_rate = self.rate
         enc.layout = self.layout
         enc.format = self.sample_fmt

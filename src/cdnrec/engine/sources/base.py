@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,10 +25,9 @@ class Pull:
 
     def close(self) -> None:
         """Close the container and release helpers; never raises."""
-        try:
+        # Closing a broken source must not fail the recording.
+        with contextlib.suppress(Exception):
             self.container.close()
-        except Exception:  # noqa: S110 - closing a broken source must not fail the recording
-            pass
         self.release()
 
 

@@ -92,8 +92,23 @@ class SrtSource:
         sep = "&" if "?" in url else "?"
         src = f"{url}{sep}timeout={_timeout_us(timeout)}"
         proc = subprocess.Popen(
-            [exe, "-nostdin", "-loglevel", "error", "-i", src, "-map", "0:v?", "-map", "0:a?"]
-            + ["-c", "copy", "-f", "mpegts", "pipe:1"],
+            [
+                exe,
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                src,
+                "-map",
+                "0:v?",
+                "-map",
+                "0:a?",
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+                "pipe:1",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -143,10 +158,7 @@ def probe_live(url: str, timeout: float = 5.0) -> bool:
         streams = [s for s in pull.container.streams if s.type in ("video", "audio")]
         if not streams:
             return False
-        for pkt in pull.container.demux(streams):
-            if pkt.size:
-                return True
-        return False
+        return any(pkt.size for pkt in pull.container.demux(streams))
     except (av.FFmpegError, OSError):
         return False
     finally:
