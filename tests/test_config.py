@@ -30,7 +30,7 @@ def test_example_documents_every_key_with_its_default() -> None:
     raw = tomllib.loads(EXAMPLE.read_text())
     example = load_settings(EXAMPLE, environ={})
     defaults = Settings()
-    for section in ("server", "database", "limits", "recorder", "callbacks"):
+    for section in ("server", "database", "limits", "recorder", "callbacks", "retention"):
         _documented_keys(type(getattr(defaults, section)), raw[section])
         loaded = getattr(example, section)
         expected = getattr(defaults, section)

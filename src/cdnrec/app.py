@@ -73,7 +73,7 @@ class Service:
             asyncio.create_task(self.supervisor.run(), name="supervisor"),
             asyncio.create_task(self.publisher.run(), name="publisher"),
             asyncio.create_task(self.sender.run(), name="callbacks"),
-            asyncio.create_task(self.sweeper.run(), name="retention"),
+            asyncio.create_task(self.sweeper.run(self.settings.retention.poll), name="retention"),
         ]
 
     async def close(self) -> None:
@@ -174,7 +174,13 @@ async def build_service(
         sender,
         supervisor,
         catalog,
-        RetentionSweeper(store, catalog, clock),
+        RetentionSweeper(
+            store,
+            catalog,
+            clock,
+            high_watermark=settings.retention.high_watermark,
+            local_root=storages.local.root,
+        ),
     )
     if redis is not None:
         service.closers.append(redis.aclose)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
@@ -89,23 +91,56 @@ class Catalog:
         log.info("file.deleted", file=file.id, key=file.key, app=file.app_id, reason=reason)
 
 
+def disk_percent_used(path: Path) -> float:
+    """How full the filesystem holding `path` is, in percent."""
+    usage = shutil.disk_usage(path if path.exists() else path.parent)
+    return 100.0 * usage.used / usage.total
+
+
 class RetentionSweeper:
-    """Deletes files whose retention has passed, never one being written or not yet announced."""
+    """Deletes files whose retention has passed, never one being written or not yet announced.
+
+    With a high watermark it also deletes the oldest announced local files while the disk holding
+    the local folder is fuller than that percentage.
+    """
 
     def __init__(
-        self, store: Store, catalog: Catalog, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        catalog: Catalog,
+        clock: Callable[[], float] = time.time,
+        *,
+        high_watermark: float = 0.0,
+        local_root: Path | None = None,
+        disk_used: Callable[[Path], float] = disk_percent_used,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._clock = clock
+        self._high = high_watermark
+        self._root = local_root
+        self._disk_used = disk_used
 
     async def sweep(self) -> int:
-        """Delete what has expired now; how many files went."""
+        """Delete what has expired now (and what the watermark asks for); how many files went."""
         removed = 0
         while batch := await self._store.files.expired(int(self._clock() * 1000)):
             for file in batch:
                 await self._catalog.remove(file, reason="retention")
                 removed += 1
+        return removed + await self._relieve_disk()
+
+    async def _relieve_disk(self) -> int:
+        if not self._high or self._root is None:
+            return 0
+        removed = 0
+        while await asyncio.to_thread(self._disk_used, self._root) > self._high:
+            oldest = await self._store.files.oldest_announced("local", limit=1)
+            if not oldest:
+                log.warning("retention.disk_full_nothing_to_delete", watermark=self._high)
+                break
+            await self._catalog.remove(oldest[0], reason=f"disk above {self._high:g}%")
+            removed += 1
         return removed
 
     async def run(self, poll: float = 60.0) -> None:

@@ -81,6 +81,13 @@ class RecorderSettings(_Frozen):
     poll: Duration = 0.5
 
 
+class RetentionSettings(_Frozen):
+    """Deleting files: after their retention, and (optionally) when the disk fills up."""
+
+    poll: Duration = 60.0
+    high_watermark: float = Field(0.0, ge=0, le=100)
+
+
 class CallbackSettings(_Frozen):
     """How callbacks are sent (zego-api.md §5.5)."""
 
@@ -193,6 +200,7 @@ class Settings(_Frozen):
     limits: LimitSettings = LimitSettings()
     recorder: RecorderSettings = RecorderSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    retention: RetentionSettings = RetentionSettings()
     storage: dict[str, S3Settings] = Field(default_factory=dict)
     apps: tuple[AppSettings, ...] = ()
 

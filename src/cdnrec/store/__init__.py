@@ -9,6 +9,7 @@ from cdnrec.store.apps import AppRepo
 from cdnrec.store.database import migrate, open_engine
 from cdnrec.store.deliveries import DeliveryRepo
 from cdnrec.store.files import FileFacts, FileRepo
+from cdnrec.store.jobs import JobRepo
 from cdnrec.store.models import App, FileState, RecordedFile, Task, TaskState
 from cdnrec.store.tasks import TaskRepo
 
@@ -22,6 +23,7 @@ class Store:
         self.tasks = TaskRepo(engine)
         self.files = FileRepo(engine)
         self.deliveries = DeliveryRepo(engine)
+        self.jobs = JobRepo(engine)
 
     @classmethod
     async def open(cls, url: str, *, migrate_schema: bool = True) -> Store:

@@ -183,6 +183,17 @@ class FileRepo:
         async with self._engine.connect() as conn:
             return [_file(r._mapping) for r in await conn.execute(query)]
 
+    async def oldest_announced(self, storage: str, limit: int = 50) -> list[RecordedFile]:
+        """The oldest announced files in one storage target."""
+        query = (
+            select(files)
+            .where(files.c.state == FileState.ANNOUNCED.value, files.c.storage == storage)
+            .order_by(files.c.end_ms)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_file(r._mapping) for r in await conn.execute(query)]
+
     async def expired(self, now_ms: int, limit: int = 100) -> list[RecordedFile]:
         """Announced files whose retention has passed, oldest expiry first."""
         query = (
