@@ -84,3 +84,60 @@ def test_files_land_in_the_bucket_before_their_callback(
         client.close()
         service.stop()
         publisher.stop()
+
+
+def test_no_callback_until_the_bucket_takes_the_file(
+    tmp_path: Path,
+    origin: NginxRtmp,
+    av_clip: Path,
+    receiver: Receiver,
+    s3_server: S3Server,
+    stream_id: str,
+) -> None:
+    bucket = f"late{uuid.uuid4().hex[:10]}"  # does not exist yet: every upload fails
+    vendor = {
+        "sources": [f"rtmp://127.0.0.1:{origin.port}/live/{{stream_id}}"],
+        "formats": ["flv"],
+        "interval": 2.0,
+        "storage": "archive",
+    }
+    settings = make_settings(
+        tmp_path,
+        apps=[
+            {
+                "app_id": APP_ID,
+                "server_secret": SECRET,
+                "callback_url": receiver.url,
+                "vendors": {"Tencent": vendor},
+            }
+        ],
+        storage={"archive": s3_server.settings(bucket)},
+        recorder={"poll": 0.2},
+        limits={"media_rps": 1000},
+    )
+    publisher = publish(av_clip, origin.url(stream_id))
+    service = RunningService(settings).start()
+    client = service.client()
+    try:
+        client.call("StartCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
+
+        def closed_files() -> list[dict[str, object]]:
+            answer = client.call(
+                "DescribeCDNRecordTask", {"StreamId": stream_id, "Vendor": "Tencent"}
+            )
+            return [f for f in answer["Data"]["Tasks"][0]["Files"] if f["State"] == "closed"]
+
+        wait_for(lambda: len(closed_files()) >= 2, 40)
+        assert receiver.records() == [], "no callback before the file is in its target"
+        staged = settings.storage_root() / str(closed_files()[0]["Key"])
+        assert staged.exists(), "the file waits in the local folder"
+        s3_server.client().create_bucket(Bucket=bucket)
+        wait_for(lambda: len(receiver.records()) >= 2, 40)
+        keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]}
+        for body in receiver.records():
+            assert body["replay_url"].split("/", 7)[-1] in keys
+    finally:
+        client.call("StopCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
+        client.close()
+        service.stop()
+        publisher.stop()
