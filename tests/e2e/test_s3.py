@@ -7,11 +7,42 @@ from pathlib import Path
 
 import httpx
 
+from cdnrec.config import Settings
 from tests.e2e.helpers import extra
 from tests.support.origins import NginxRtmp, publish
 from tests.support.receiver import Receiver
 from tests.support.s3 import S3Server
 from tests.support.service import APP_ID, SECRET, RunningService, make_settings, wait_for
+
+
+def _settings(
+    tmp_path: Path,
+    origin: NginxRtmp,
+    receiver: Receiver,
+    s3_server: S3Server,
+    bucket: str,
+    formats: list[str],
+) -> Settings:
+    vendor = {
+        "sources": [f"rtmp://127.0.0.1:{origin.port}/live/{{stream_id}}"],
+        "formats": formats,
+        "interval": 2.0,
+        "hls_segment": 1.0,
+        "storage": "archive",
+    }
+    app = {
+        "app_id": APP_ID,
+        "server_secret": SECRET,
+        "callback_url": receiver.url,
+        "vendors": {"Tencent": vendor},
+    }
+    return make_settings(
+        tmp_path,
+        apps=[app],
+        storage={"archive": s3_server.settings(bucket)},
+        recorder={"poll": 0.2},
+        limits={"media_rps": 1000},
+    )
 
 
 def test_files_land_in_the_bucket_before_their_callback(
@@ -25,27 +56,7 @@ def test_files_land_in_the_bucket_before_their_callback(
     bucket = f"rec{uuid.uuid4().hex[:10]}"
     s3 = s3_server.client()
     s3.create_bucket(Bucket=bucket)
-    vendor = {
-        "sources": [f"rtmp://127.0.0.1:{origin.port}/live/{{stream_id}}"],
-        "formats": ["mp4", "m3u8"],
-        "interval": 2.0,
-        "hls_segment": 1.0,
-        "storage": "archive",
-    }
-    settings = make_settings(
-        tmp_path,
-        apps=[
-            {
-                "app_id": APP_ID,
-                "server_secret": SECRET,
-                "callback_url": receiver.url,
-                "vendors": {"Tencent": vendor},
-            }
-        ],
-        storage={"archive": s3_server.settings(bucket)},
-        recorder={"poll": 0.2},
-        limits={"media_rps": 1000},
-    )
+    settings = _settings(tmp_path, origin, receiver, s3_server, bucket, ["mp4", "m3u8"])
     publisher = publish(av_clip, origin.url(stream_id))
     service = RunningService(settings).start()
     client = service.client()
@@ -95,26 +106,7 @@ def test_no_callback_until_the_bucket_takes_the_file(
     stream_id: str,
 ) -> None:
     bucket = f"late{uuid.uuid4().hex[:10]}"  # does not exist yet: every upload fails
-    vendor = {
-        "sources": [f"rtmp://127.0.0.1:{origin.port}/live/{{stream_id}}"],
-        "formats": ["flv"],
-        "interval": 2.0,
-        "storage": "archive",
-    }
-    settings = make_settings(
-        tmp_path,
-        apps=[
-            {
-                "app_id": APP_ID,
-                "server_secret": SECRET,
-                "callback_url": receiver.url,
-                "vendors": {"Tencent": vendor},
-            }
-        ],
-        storage={"archive": s3_server.settings(bucket)},
-        recorder={"poll": 0.2},
-        limits={"media_rps": 1000},
-    )
+    settings = _settings(tmp_path, origin, receiver, s3_server, bucket, ["flv"])
     publisher = publish(av_clip, origin.url(stream_id))
     service = RunningService(settings).start()
     client = service.client()
