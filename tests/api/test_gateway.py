@@ -34,7 +34,11 @@ def gateway_service(
     tmp_path_factory: pytest.TempPathFactory, clock: FakeClock
 ) -> Iterator[RunningService]:
     """One service for the module; the rate limit is raised so that it never interferes."""
-    settings = make_settings(tmp_path_factory.mktemp("gateway"), limits={"media_rps": 100_000})
+    settings = make_settings(
+        tmp_path_factory.mktemp("gateway"),
+        limits={"media_rps": 100_000},
+        server={"role": "api"},
+    )
     running = RunningService(settings, clock=clock).start()
     yield running
     running.stop()
@@ -137,10 +141,10 @@ CASES: list[tuple[str, Mutation, int, str]] = [
         "is not supported",
     ),
     (
-        "action-not-yet",
-        lambda p: replaced(p, "Action", "DescribeRTCStreamState"),
+        "action-of-zego-not-served",
+        lambda p: replaced(p, "Action", "TranscodeMedia"),
         100000007,
-        "DescribeRTCStreamState",
+        "'TranscodeMedia' is not supported",
     ),
     (
         "nonce-missing",

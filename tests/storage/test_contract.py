@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ PUBLIC = "http://127.0.0.1:9"
 @pytest.fixture(params=["local", "s3"])
 def target(
     request: pytest.FixtureRequest, tmp_path: Path, s3_server: S3Server
-) -> Iterator[tuple[Storage, Storages, S3Server]]:
+) -> tuple[Storage, Storages, S3Server]:
     bucket = f"b{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=bucket)
     settings = Settings.model_validate(
@@ -31,7 +30,7 @@ def target(
     )
     storages = Storages(settings)
     name = "archive" if request.param == "s3" else "local"
-    yield storages.get(name), storages, s3_server
+    return storages.get(name), storages, s3_server
 
 
 def _stage(storages: Storages, key: str, data: bytes) -> Path:
@@ -122,7 +121,7 @@ def test_a_failing_target_loses_nothing_and_recovers(tmp_path: Path, s3_server: 
     storages = Storages(settings)
     storage = storages.get("archive")
     staged = _stage(storages, "1/s/late.mp4", b"precious")
-    with pytest.raises(Exception, match="NoSuchBucket|does not exist"):
+    with pytest.raises(Exception, match=r"NoSuchBucket|does not exist"):
         asyncio.run(storage.store("1/s/late.mp4"))
     assert staged.read_bytes() == b"precious", "the staged file is kept when the upload fails"
     s3_server.client().create_bucket(Bucket=bucket)

@@ -187,9 +187,7 @@ class JobRepo:
                 .values(state=JobState.WAITING.value, owner=None, lease_ms=None)
             )
 
-    async def finish(
-        self, job: Job, result: MergedFile, now_ms: int
-    ) -> RecordedFile:
+    async def finish(self, job: Job, result: MergedFile, now_ms: int) -> RecordedFile:
         """Record the job's stored output as a file (kind "merge") and finish the job, atomically."""
         facts = result.facts
         record = RecordedFile(

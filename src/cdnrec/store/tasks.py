@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -170,11 +170,14 @@ class TaskRepo:
 
 # Statements built once and executed with parameters: building one per call (and its cache
 # key) cost more than running it on SQLite.
+# The bare column, as the partial index uq_tasks_active_stream says it: SQLite uses a partial
+# index only for a query repeating its WHERE term, and `active IS 1` / `active = 1` scan the table.
+_IS_ACTIVE = text("tasks.active")
 _STREAM = and_(
     tasks.c.app_id == bindparam("p_app_id"),
     tasks.c.vendor == bindparam("p_vendor"),
     tasks.c.stream_id == bindparam("p_stream_id"),
-    tasks.c.active.is_(True),
+    _IS_ACTIVE,
 )
 _ACTIVE = select(tasks).where(_STREAM)
 _STOP = (
