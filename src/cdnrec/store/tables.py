@@ -70,6 +70,7 @@ tasks = Table(
         postgresql_where=text("active"),
     ),
     Index("ix_tasks_state", "state"),
+    Index("ix_tasks_stream", "app_id", "vendor", "stream_id", "created_ms"),
 )
 
 files = Table(

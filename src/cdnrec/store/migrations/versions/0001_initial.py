@@ -110,6 +110,9 @@ def upgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.create_index("ix_tasks_state", ["state"], unique=False)
         batch_op.create_index(
+            "ix_tasks_stream", ["app_id", "vendor", "stream_id", "created_ms"], unique=False
+        )
+        batch_op.create_index(
             "uq_tasks_active_stream",
             ["app_id", "vendor", "stream_id"],
             unique=True,
@@ -136,6 +139,7 @@ def downgrade() -> None:
             postgresql_where=sa.text("active"),
         )
         batch_op.drop_index("ix_tasks_state")
+        batch_op.drop_index("ix_tasks_stream")
 
     op.drop_table("tasks")
     with op.batch_alter_table("files", schema=None) as batch_op:
