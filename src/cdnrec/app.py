@@ -39,6 +39,8 @@ from cdnrec.config import Settings
 from cdnrec.control import Control, StreamProbe
 from cdnrec.engine.supervisor import Supervisor
 from cdnrec.live import SourceProbe
+from cdnrec.merging import JobRunner
+from cdnrec.merging.jobs import MergeJobs
 from cdnrec.storage import Storages
 from cdnrec.store import App, FileState, Store
 from cdnrec.store.cache import AppCache
@@ -62,6 +64,7 @@ class Service:
     supervisor: Supervisor | None
     catalog: Catalog
     sweeper: RetentionSweeper
+    runner: JobRunner
     closers: list[Callable[[], Any]] = field(default_factory=list)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -74,6 +77,7 @@ class Service:
             asyncio.create_task(self.publisher.run(), name="publisher"),
             asyncio.create_task(self.sender.run(), name="callbacks"),
             asyncio.create_task(self.sweeper.run(self.settings.retention.poll), name="retention"),
+            asyncio.create_task(self.runner.run(), name="merge-jobs"),
         ]
 
     async def close(self) -> None:
@@ -146,9 +150,12 @@ async def build_service(
     gateway = Gateway(apps, nonces, tolerance=settings.limits.timestamp_tolerance, clock=clock)
     storages = Storages(settings)
     catalog = Catalog(store, storages, clock)
-    services = Services(control, settings.limits, catalog, probe, SequenceGuard())
-    endpoint = ZegoEndpoint(gateway, limiter, services, ApiMetrics(registry))
     sender = CallbackSender(store, apps, settings.callbacks, clock=clock)
+    owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    runner = JobRunner(store, storages, apps, owner=owner, on_queued=sender.nudge, clock=clock)
+    jobs = MergeJobs(store, on_submitted=runner.nudge)
+    services = Services(control, settings.limits, catalog, probe, SequenceGuard(), jobs)
+    endpoint = ZegoEndpoint(gateway, limiter, services, ApiMetrics(registry))
     publisher = Publisher(
         store, storages, apps, settings.callbacks, on_queued=sender.nudge, clock=clock
     )
@@ -158,7 +165,7 @@ async def build_service(
             store,
             storages.local.root,
             settings.recorder,
-            owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
+            owner=owner,
             on_file_closed=publisher.nudge,
             clock=clock,
         )
@@ -181,6 +188,7 @@ async def build_service(
             high_watermark=settings.retention.high_watermark,
             local_root=storages.local.root,
         ),
+        runner,
     )
     if redis is not None:
         service.closers.append(redis.aclose)

@@ -124,7 +124,12 @@ class RetentionSweeper:
     async def sweep(self) -> int:
         """Delete what has expired now (and what the watermark asks for); how many files went."""
         removed = 0
-        while batch := await self._store.files.expired(int(self._clock() * 1000)):
+        in_use = await self._store.jobs.inputs_in_use()  # merge jobs will still read these
+        while batch := [
+            f
+            for f in await self._store.files.expired(int(self._clock() * 1000))
+            if f.id not in in_use
+        ]:
             for file in batch:
                 await self._catalog.remove(file, reason="retention")
                 removed += 1
@@ -135,7 +140,9 @@ class RetentionSweeper:
             return 0
         removed = 0
         while await asyncio.to_thread(self._disk_used, self._root) > self._high:
-            oldest = await self._store.files.oldest_announced("local", limit=1)
+            in_use = await self._store.jobs.inputs_in_use()
+            candidates = await self._store.files.oldest_announced("local", limit=len(in_use) + 1)
+            oldest = [f for f in candidates if f.id not in in_use][:1]
             if not oldest:
                 log.warning("retention.disk_full_nothing_to_delete", watermark=self._high)
                 break

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import av
 import httpx
-import pytest
 
 from tests.e2e.conftest import zego_signature
 from tests.e2e.helpers import all_files, describe, extra, recording_settings
@@ -145,10 +144,6 @@ def test_callbacks_survive_a_down_then_failing_receiver_and_a_restart(
         publisher.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the recorder retries an OSError from the storage folder as if the source failed",
-)
 def test_a_recording_that_cannot_write_fails_the_task_with_the_reason(
     tmp_path: Path, origin: NginxRtmp, av_clip: Path, stream_id: str
 ) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
+
+from tests.support.media import read_packets
 
 from cdnrec.engine.formats.hls import parse_playlist
 from cdnrec.engine.layout import PARTIAL_DIR, segments_dir
 from cdnrec.engine.plan import ClosedFile
-from tests.support.media import read_packets
 
 
 def media_files(f: ClosedFile) -> list[Path]:
@@ -47,7 +49,7 @@ def check_file(f: ClosedFile, root: Path, kinds: tuple[str, ...], *, last: bool 
             assert first_video[4], f"{path} does not start on a keyframe"
         for kind in present:
             dts = [p[2] for p in pkts if p[0] == kind]
-            assert all(a < b for a, b in zip(dts, dts[1:], strict=False)), f"{path} {kind} dts"
+            assert all(a < b for a, b in itertools.pairwise(dts)), f"{path} {kind} dts"
             if f.format != "m3u8":
                 assert -0.05 <= dts[0] < 0.3, f"{path} {kind} starts at {dts[0]}"
             elif i == 0:

@@ -10,19 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.media import PacketIndex, make_clip
+from tests.support.origins import NginxRtmp, nginx_missing
 
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
 from cdnrec.engine.recorder import Recorder
-from tests.support.media import PacketIndex, make_clip
-from tests.support.origins import NginxRtmp, nginx_missing
 
 _ids = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def clip_dir(request: pytest.FixtureRequest) -> Path:
-    """Where generated clips are cached (the pytest cache, kept across sessions)."""
-    return Path(request.config.cache.mkdir("cdnrec-media"))
+def clip_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where generated clips are cached: the pytest cache (kept across sessions) when enabled."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return tmp_path_factory.mktemp("media")
+    return Path(cache.mkdir("cdnrec-media"))
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from cdnrec.engine.layout import PARTIAL_DIR
-from cdnrec.engine.sources import probe_live
 from tests.engine.checks import check_file, media_files
 from tests.engine.conftest import Running, stream_name
 from tests.support.media import PacketIndex, continuity
 from tests.support.origins import NginxRtmp, publish
+
+from cdnrec.engine.layout import PARTIAL_DIR
+from cdnrec.engine.sources import probe_live
 
 ALL = ("flv", "mp4", "m3u8", "aac", "mp3")
 
@@ -61,7 +62,8 @@ def test_all_formats_split_valid_and_gapless(
             check_file(f, root, kinds, last=i == len(files) - 1)
             expected = {"mp3": ("mp3",), "aac": ("aac",)}.get(fmt, ("h264", "aac"))
             assert f.codecs == expected
-            assert f.gaps == () and not f.repaired
+            assert f.gaps == ()
+            assert not f.repaired
 
     # Split rule: video files last the interval up to the next keyframe (1 s GOP);
     # audio-only files are cut at the deadline.
@@ -80,7 +82,7 @@ def test_all_formats_split_valid_and_gapless(
         paths = [p for f in ev.files(fmt) for p in media_files(f)]
         res = continuity(av_index, paths, kinds)
         for k in kinds:
-            assert res.lost[k] == 0 and res.dup[k] == 0 and res.unknown[k] == 0, (fmt, res)
+            assert (res.lost[k], res.dup[k], res.unknown[k]) == (0, 0, 0), (fmt, res)
         counts[fmt] = res.packets
     assert counts["flv"] == counts["mp4"] == counts["m3u8"]
     assert counts["aac"]["audio"] == counts["flv"]["audio"]
@@ -93,5 +95,5 @@ def test_all_formats_split_valid_and_gapless(
     # Consecutive files follow each other in wall-clock time.
     for fmt in ALL:
         files = ev.files(fmt)
-        for a, b in zip(files, files[1:], strict=False):
+        for a, b in itertools.pairwise(files):
             assert abs(b.begin_ms - a.end_ms) < 300, fmt

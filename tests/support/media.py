@@ -38,6 +38,20 @@ _CLIPS: dict[str, list[str]] = {
         "-f", "lavfi", "-i", "aevalsrc=sin(2*PI*(200+40*t)*t)|sin(2*PI*(300+30*t)*t):s=48000",
         "-t", "12", "-c:a", "aac", "-b:a", "96k", "-ac", "2",
     ],
+    "av_mp3": [
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+        "-f", "lavfi", "-i", "aevalsrc=sin(2*PI*(200+40*t)*t):s=44100",
+        "-t", "12", "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-keyint_min", "25",
+        "-sc_threshold", "0", "-b:v", "300k", "-pix_fmt", "yuv420p",
+        "-c:a", "libmp3lame", "-b:a", "96k", "-ac", "1",
+    ],
+    "long_gop": [
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=5",
+        "-f", "lavfi", "-i", "aevalsrc=sin(2*PI*(200+40*t)*t)|sin(2*PI*(300+30*t)*t):s=48000",
+        "-t", "12", "-c:v", "libx264", "-preset", "veryfast", "-g", "20", "-keyint_min", "20",
+        "-sc_threshold", "0", "-b:v", "100k", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "64k", "-ac", "2",
+    ],
     "video": [
         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
         "-t", "12", "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-keyint_min", "25",
@@ -47,7 +61,7 @@ _CLIPS: dict[str, list[str]] = {
 
 
 def make_clip(cache_dir: Path, name: str) -> Path:
-    """Generate (once) the FLV clip ``name`` ("av", "audio", "video") under ``cache_dir``."""
+    """Generate (once) the FLV clip ``name`` ("av", "audio", "video", "av_mp3") in ``cache_dir``."""
     path = cache_dir / f"{name}-{CLIP_VERSION}.flv"
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -96,13 +110,19 @@ class PacketIndex:
 def read_packets(path: Path) -> list[Any]:
     """(kind, bytes, dts_seconds, pts_seconds, keyframe) of every media packet of a file."""
     out = []
-    with av.open(str(path)) as c:
+    # Name the demuxer: a file of one or two ADTS/MP3 frames is too short to be probed.
+    fmt = {".aac": "aac", ".mp3": "mp3"}.get(path.suffix)
+    with av.open(str(path), format=fmt) as c:
+        last = -0.001
         for pkt in c.demux():
-            if pkt.dts is None or pkt.size == 0 or pkt.stream.type not in ("video", "audio"):
+            if pkt.size == 0 or pkt.stream.type not in ("video", "audio"):
                 continue
-            tb = float(pkt.time_base)
-            pts = pkt.pts if pkt.pts is not None else pkt.dts
-            out.append((pkt.stream.type, bytes(pkt), pkt.dts * tb, pts * tb, pkt.is_keyframe))
+            tb = float(pkt.time_base or 0)
+            # A lone ADTS frame has no timestamp: it comes right after the previous one.
+            dts = pkt.dts * tb if pkt.dts is not None else last + 0.001
+            pts = pkt.pts * tb if pkt.pts is not None else dts
+            last = dts
+            out.append((pkt.stream.type, bytes(pkt), dts, pts, pkt.is_keyframe))
     return out
 
 

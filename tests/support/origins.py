@@ -174,8 +174,16 @@ class HlsOrigin:
         self.proc = publish(
             self.clip,
             str(self.work / "live.m3u8"),
-            extra=("-f", "hls", "-hls_time", str(self.segment), "-hls_list_size", "6")
-            + ("-hls_flags", "delete_segments+omit_endlist"),
+            extra=(
+                "-f",
+                "hls",
+                "-hls_time",
+                str(self.segment),
+                "-hls_list_size",
+                "6",
+                "-hls_flags",
+                "delete_segments+omit_endlist",
+            ),
         )
 
     @property

@@ -125,6 +125,8 @@ class CallbackSender:
         )
         if state != PENDING and delivery.event == "record":
             await self._store.files.announced(delivery.subject)
+        elif state != PENDING and delivery.event == "compose":
+            await self._store.jobs.announced(delivery.subject)
 
     def _retry(self, delivery: Delivery, attempts: int, now: float) -> tuple[str, int]:
         schedule = self._settings.schedule
@@ -135,5 +137,10 @@ class CallbackSender:
         return ABANDONED, int(now * 1000)
 
     async def close(self) -> None:
-        """Close the HTTP client."""
+        """Finish the attempts in flight (a few seconds at most), then close the HTTP client."""
+        if self._attempts:
+            await asyncio.wait(self._attempts, timeout=self._settings.timeout + 1)
+        for attempt in list(self._attempts):
+            attempt.cancel()
+        await asyncio.gather(*self._attempts, return_exceptions=True)
         await self._http.aclose()

@@ -46,7 +46,7 @@ class Recorder:
         listener: RecordingListener,
         *,
         clock: Callable[[], float] = time.time,
-        read_timeout: float = 2.0,
+        read_timeout: float = 1.0,
         backoff: tuple[float, float] = (0.25, 5.0),
     ) -> None:
         self.plan = plan
@@ -207,8 +207,16 @@ class Recorder:
         deadline = self.plan.deadline
         clock = self.clock
         n = 0
+        demux = c.demux([s for s in (video, audio) if s is not None])
+        # Only reading is a source error (retried); anything a writer raises fails the recording.
         try:
-            for pkt in c.demux([s for s in (video, audio) if s is not None]):
+            while True:
+                try:
+                    pkt = next(demux)
+                except StopIteration:
+                    return "source ended"
+                except (av.FFmpegError, OSError) as e:
+                    return f"read error: {type(e).__name__}: {e}"
                 dts = pkt.dts
                 if dts is None:
                     continue
@@ -227,7 +235,10 @@ class Recorder:
                     self._anchor(inputs, dts, k, down_since)
                     anchored = True
                 if adts is not None and k == AUDIO:
-                    pkt = adts.filter(pkt)
+                    try:
+                        pkt = adts.filter(pkt)
+                    except av.FFmpegError:
+                        continue  # not ADTS after all: a damaged frame is dropped
                     if pkt is None:
                         continue
                 d = dts - off[k]
@@ -249,11 +260,8 @@ class Recorder:
                         return "stopped"
                     if deadline is not None and clock() >= deadline:
                         return "deadline reached"
-        except (av.FFmpegError, OSError) as e:
-            return f"read error: {type(e).__name__}: {e}"
         finally:
             self.packets += n & 31
-        return "source ended"
 
     def _anchor(self, inputs: Inputs, dts: int, k: int, down_since: float | None) -> None:
         """First packet of a pull: map its time onto the recording timeline."""
@@ -284,7 +292,9 @@ class Recorder:
         if last == _NOT_SEEN:
             return max(d, 0)
         if last - jitter <= d <= last:
-            return last + 1  # small reordering: keep dts strictly increasing
+            # Small reordering: keep dts strictly increasing, by 1 ms so that millisecond
+            # containers (FLV) see it too.
+            return last + max(1, round(Fraction(1, 1000) / self.tb[k]))
         # A reset or jump: continue right after the last packet of this kind.
         new = last + max(self.step[k], 1)
         self.off[k] = dts - new

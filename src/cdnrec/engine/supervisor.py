@@ -91,7 +91,7 @@ class _Run:
     done: asyncio.Future[str]
     worker: asyncio.Task[None]
     lost: bool = False
-    open_files: dict[str, str] = field(default_factory=dict)
+    open_files: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 class Supervisor:
@@ -189,9 +189,10 @@ class Supervisor:
             record = await self._store.files.opened(
                 run.task, item.format, str(item.partial_path), item.begin_ms, self._now_ms()
             )
-            run.open_files[item.format] = record.id
+            run.open_files[(item.format, item.begin_ms)] = record.id
         elif isinstance(item, ClosedFile):
-            file_id = run.open_files.pop(item.format, None)
+            # at a split the next file opens before the previous one closes: match by its start
+            file_id = run.open_files.pop((item.format, item.begin_ms), None)
             if file_id is None:
                 file_id = (
                     await self._store.files.opened(

@@ -18,21 +18,29 @@ from typing import Any, Literal
 import av
 
 from cdnrec.media.merge_encode import encode_parts
-from cdnrec.media.merge_parts import MergeError, Part, Scan, open_output, scan
-from cdnrec.media.probe import probe
+from cdnrec.media.merge_parts import (
+    MICRO,
+    Extent,
+    MergeError,
+    Part,
+    Scan,
+    SpanError,
+    open_output,
+    scan,
+)
 
 Format = Literal["mp4", "mp3", "m3u8"]
 Span = tuple[float | None, float | None]
 FORMATS: tuple[str, ...] = ("mp4", "mp3", "m3u8")
 HLS_SEGMENT = 4.0
-__all__ = ["FORMATS", "Format", "MergeError", "MergeResult", "Span", "merge"]
+__all__ = ["FORMATS", "Format", "MergeError", "MergeResult", "Span", "SpanError", "merge"]
 
 
 @dataclass(frozen=True)
 class MergeResult:
     """What a merge produced and how: copied packets, or re-encoded (and why)."""
 
-    duration: float
+    duration: float  # seconds, the sum of what each part contributed
     size: int
     codecs: tuple[str, ...]
     sha256: str
@@ -61,7 +69,7 @@ def merge(
         raise MergeError("nothing to merge", bad_input=True)
     if spans is not None and len(spans) != len(inputs):
         raise MergeError("one span per input is needed")
-    scans = [_scan(path) for path in inputs]
+    scans = [_scan(path, packets=spans is not None) for path in inputs]
     parts = [
         Part(s, *_resolve(s, spans[i] if spans else (None, None))) for i, s in enumerate(scans)
     ]
@@ -71,19 +79,19 @@ def merge(
     _remove_output(staging)
     try:
         with open_output(staging, fmt, HLS_SEGMENT) as out:
-            if reason:
-                kept = encode_parts(out, parts, fmt)
-            else:
-                kept = _copy_parts(out, parts)
-    except (av.FFmpegError, OSError) as exc:
+            kept, duration = encode_parts(out, parts, fmt) if reason else _copy_parts(out, parts)
+            codecs = tuple(st.codec_context.codec.canonical_name for st in out.streams)
+    except MergeError:
         _remove_output(staging)
-        raise MergeError(f"writing the merge failed: {exc}") from exc
+        raise
+    except Exception as exc:  # FFmpeg, the disk, or PyAV refusing a frame: no half output
+        _remove_output(staging)
+        raise MergeError(f"writing the merge failed: {type(exc).__name__}: {exc}") from exc
     _move_output(staging, output)
-    info = probe(output)
     return MergeResult(
-        duration=info.duration,
+        duration=round(duration, 3),
         size=_size(output),
-        codecs=info.codecs,
+        codecs=codecs,
         sha256=_sha256(output),
         reencoded=bool(reason),
         reason=reason,
@@ -91,9 +99,9 @@ def merge(
     )
 
 
-def _scan(path: Path) -> Scan:
+def _scan(path: Path, *, packets: bool) -> Scan:
     try:
-        return scan(path)
+        return scan(path, packets=packets)
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise MergeError(f"cannot read {path.name}: {exc}", bad_input=True) from exc
 
@@ -103,7 +111,7 @@ def _resolve(s: Scan, span: Span) -> tuple[float, float]:
     lo = max(0.0, start or 0.0)
     hi = s.duration if end is None else min(end, s.duration)
     if hi <= lo:
-        raise MergeError(f"{s.path.name}: span [{start}, {end}] holds no media", bad_input=True)
+        raise SpanError(f"{s.path.name}: span [{start}, {end}] holds no media")
     return lo, hi
 
 
@@ -124,7 +132,7 @@ def _reencode_reason(scans: list[Scan], fmt: str, *, cropped: bool) -> str:
     return ""
 
 
-def _copy_parts(out: Any, parts: list[Part]) -> list[tuple[float, float]]:
+def _copy_parts(out: Any, parts: list[Part]) -> tuple[list[tuple[float, float]], float]:
     """Remux every part's packets, shifted so each part starts where the previous one ended."""
     template = parts[0].scan
     with av.open(str(template.path)) as first:
@@ -135,7 +143,7 @@ def _copy_parts(out: Any, parts: list[Part]) -> list[tuple[float, float]]:
     for part in parts:
         offset, span = _copy_one(out, ostreams, part, offset, last_dts)
         kept.append(span)
-    return kept
+    return kept, offset
 
 
 def _copy_one(
@@ -147,33 +155,41 @@ def _copy_one(
     base = scan_.origin + start
     end_t = scan_.origin + part.end
     shift = offset - base
-    part_end = offset
+    extent = Extent()
     with av.open(str(scan_.path)) as src:
         wanted = {x.index: n for n, x in enumerate(scan_.streams)}
+        # Per stream, in its own ticks (Fraction arithmetic per packet costs more than the copy).
+        ticks = {i: float(src.streams[i].time_base or MICRO) for i in wanted}
+        lows = {i: base / tb - 0.5 for i, tb in ticks.items()}
+        highs = {i: end_t / tb - 0.5 for i, tb in ticks.items()}
+        deltas = {i: round(shift / tb) for i, tb in ticks.items()}
         for pkt in src.demux([src.streams[i] for i in wanted]):
-            if pkt.dts is None or pkt.size == 0:
+            dts = pkt.dts
+            if dts is None or pkt.size == 0:
                 continue
-            n = wanted[pkt.stream.index]
-            tb = pkt.time_base
-            t = float((pkt.pts if pkt.pts is not None else pkt.dts) * tb)
-            if t < base - 1e-6 or float(pkt.dts * tb) >= end_t - 1e-6:
+            i = pkt.stream.index
+            pts = pkt.pts
+            shown = pts if pts is not None else dts
+            if shown < lows[i] or dts >= highs[i]:
                 continue
-            delta = round(shift / tb)
-            pkt.dts += delta
-            if pkt.pts is not None:
-                pkt.pts += delta
+            n = wanted[i]
+            delta = deltas[i]
+            dts += delta
             floor = last_dts.get(n)
-            if floor is not None and pkt.dts <= floor:  # never hand the muxer a backward DTS
-                bump = floor + 1 - pkt.dts
-                pkt.dts += bump
-                if pkt.pts is not None:
-                    pkt.pts = max(pkt.pts, pkt.dts)
-            last_dts[n] = pkt.dts
-            stop = float(((pkt.pts if pkt.pts is not None else pkt.dts) + (pkt.duration or 0)) * tb)
-            part_end = max(part_end, stop)
+            if floor is not None and dts <= floor:  # never hand the muxer a backward DTS
+                delta += floor + 1 - dts
+                dts = floor + 1
+            pkt.dts = dts
+            if pts is not None:
+                pkt.pts = max(pts + delta, dts)
+            last_dts[n] = dts
+            at = (pts + delta if pts is not None else dts) * ticks[i]
+            extent.add(n, at, at + (pkt.duration or 0) * ticks[i])
             pkt.stream = ostreams[n]
             out.mux(pkt)
-    return part_end, (start, min(part.end, start + part_end - offset))
+    if not extent.length:
+        raise MergeError(f"{scan_.path.name} holds no media to copy", bad_input=True)
+    return offset + extent.length, (start, min(part.end, start + extent.length))
 
 
 def _move_output(staging: Path, output: Path) -> None:

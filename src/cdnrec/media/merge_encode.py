@@ -13,7 +13,7 @@ from typing import Any
 
 import av
 
-from cdnrec.media.merge_parts import MergeError, Part
+from cdnrec.media.merge_parts import Extent, MergeError, Part
 
 VIDEO_TB = Fraction(1, 90000)
 EPS = 1e-3
@@ -25,11 +25,11 @@ class _Encoders:
 
     video: Any = None
     audio: Any = None
-    resampler: Any = None
+    fifo: Any = None
     size: tuple[int, int] = (0, 0)
     frame: float = 0.04
     last_vpts: int = -1
-    audio_in: int = 0
+    audio_fed: int = 0
     audio_out: int = 0
     kept: list[tuple[float, float]] = field(default_factory=list)
 
@@ -51,9 +51,11 @@ def _open_encoders(out: Any, parts: list[Part], fmt: str) -> _Encoders:
     if video is not None:
         part, facts = video
         width, height = facts.params[0], facts.params[1]
-        rate = Fraction(1 / part.scan.frame_duration).limit_denominator(1001) if (
-            part.scan.frame_duration
-        ) else Fraction(25)
+        rate = (
+            Fraction(1 / part.scan.frame_duration).limit_denominator(1001)
+            if (part.scan.frame_duration)
+            else Fraction(25)
+        )
         stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         ctx = stream.codec_context
@@ -62,25 +64,20 @@ def _open_encoders(out: Any, parts: list[Part], fmt: str) -> _Encoders:
         ctx.options = {"preset": "veryfast", "crf": "20"}
         enc.video, enc.size, enc.frame = stream, (width, height), float(1 / rate)
     if audio is not None:
-        rate = int(audio[1].params[0]) or 48000
-        if fmt == "mp3" and rate not in (32000, 44100, 48000):
-            rate = 44100
-        stream = out.add_stream("libmp3lame" if fmt == "mp3" else "aac", rate=rate)
+        sample_rate = int(audio[1].params[0]) or 48000
+        if fmt == "mp3" and sample_rate not in (32000, 44100, 48000):
+            sample_rate = 44100
+        stream = out.add_stream("libmp3lame" if fmt == "mp3" else "aac", rate=sample_rate)
         stream.layout = "stereo"
         stream.codec_context.bit_rate = 128_000
         stream.codec_context.open()
         enc.audio = stream
-        enc.resampler = av.AudioResampler(
-            format=stream.codec_context.format,
-            layout="stereo",
-            rate=rate,
-            frame_size=stream.codec_context.frame_size or None,
-        )
+        enc.fifo = av.AudioFifo()
     return enc
 
 
-def encode_parts(out: Any, parts: list[Part], fmt: str) -> list[tuple[float, float]]:
-    """Decode, trim and encode every part into `out`; the span kept of each part."""
+def encode_parts(out: Any, parts: list[Part], fmt: str) -> tuple[list[tuple[float, float]], float]:
+    """Decode, trim and encode every part into `out`; the span kept of each part, the length."""
     enc = _open_encoders(out, parts, fmt)
     offset = 0.0
     for part in parts:
@@ -89,18 +86,25 @@ def encode_parts(out: Any, parts: list[Part], fmt: str) -> list[tuple[float, flo
         for pkt in enc.video.encode(None):
             out.mux(pkt)
     if enc.audio is not None:
-        for frame in enc.resampler.resample(None):
-            _encode_audio(out, enc, frame)
+        rest = enc.fifo.read()
+        if rest is not None:
+            _encode_audio(out, enc, rest)
         for pkt in enc.audio.encode(None):
             out.mux(pkt)
-    return enc.kept
+    return enc.kept, offset
 
 
 def _encode_one(out: Any, enc: _Encoders, part: Part, offset: float) -> float:
     scan = part.scan
     base = scan.origin + part.start
     end = scan.origin + part.end
-    part_end = offset
+    extent = Extent()
+    resampler = None
+    if enc.audio is not None:
+        ctx = enc.audio.codec_context
+        resampler = av.AudioResampler(format=ctx.format, layout="stereo", rate=ctx.sample_rate)
+        _pad_audio(out, enc, round(offset * ctx.sample_rate))
+    fed = 0
     with av.open(str(scan.path), format="mp3" if scan.path.suffix == ".mp3" else None) as src:
         kinds = {"video"} if enc.video is not None else set()
         kinds |= {"audio"} if enc.audio is not None else set()
@@ -111,24 +115,29 @@ def _encode_one(out: Any, enc: _Encoders, part: Part, offset: float) -> float:
         if part.start > 1.0:
             src.seek(int(base * av.time_base), backward=True)
         for frame in src.decode(*streams):
-            if frame.pts is None:
+            if not isinstance(frame, av.VideoFrame | av.AudioFrame) or frame.time is None:
                 continue
-            t = float(frame.pts * frame.time_base)
+            t = frame.time
             if isinstance(frame, av.VideoFrame):
                 if base - EPS <= t < end - EPS:
                     _encode_video(out, enc, frame, offset + t - base)
-                    part_end = max(part_end, offset + t - base + enc.frame)
+                    extent.add("video", t, t + enc.frame)
             elif isinstance(frame, av.AudioFrame):
                 length = frame.samples / frame.sample_rate
-                if base <= t + length / 2 < end:
-                    frame.pts = enc.audio_in
+                if resampler is not None and base <= t + length / 2 < end:
+                    frame.pts = fed
                     frame.time_base = Fraction(1, frame.sample_rate)
-                    enc.audio_in += frame.samples
-                    for chunk in enc.resampler.resample(frame):
-                        _encode_audio(out, enc, chunk)
-                    part_end = max(part_end, offset + t - base + length)
-    enc.kept.append((part.start, min(part.end, part.start + part_end - offset)))
-    return part_end
+                    fed += frame.samples
+                    for chunk in resampler.resample(frame):
+                        _push_audio(out, enc, chunk)
+                    extent.add("audio", t, t + length)
+    if resampler is not None:
+        for chunk in resampler.resample(None):
+            _push_audio(out, enc, chunk)
+    if not extent.length:
+        raise MergeError(f"{scan.path.name} holds no media to encode", bad_input=True)
+    enc.kept.append((part.start, min(part.end, part.start + extent.length)))
+    return offset + extent.length
 
 
 def _encode_video(out: Any, enc: _Encoders, frame: Any, at: float) -> None:
@@ -141,6 +150,30 @@ def _encode_video(out: Any, enc: _Encoders, frame: Any, at: float) -> None:
     image.pict_type = av.video.frame.PictureType.NONE
     for pkt in enc.video.encode(image):
         out.mux(pkt)
+
+
+def _pad_audio(out: Any, enc: _Encoders, target: int) -> None:
+    """Silence up to sample `target`, so a part whose audio ended early (or had none) does not
+    pull the next part's sound ahead of its picture."""
+    missing = target - enc.audio_fed
+    if missing <= 0:
+        return
+    ctx = enc.audio.codec_context
+    silence = av.AudioFrame(format=ctx.format.name, layout="stereo", samples=missing)
+    for plane in silence.planes:
+        plane.update(bytes(plane.buffer_size))
+    silence.sample_rate = ctx.sample_rate
+    _push_audio(out, enc, silence)
+
+
+def _push_audio(out: Any, enc: _Encoders, frame: Any) -> None:
+    """Queue audio in the encoder's format; encode it in frames of the encoder's size."""
+    frame.pts = None
+    enc.fifo.write(frame)
+    enc.audio_fed += frame.samples
+    size = enc.audio.codec_context.frame_size or 1024
+    while (chunk := enc.fifo.read(size)) is not None:
+        _encode_audio(out, enc, chunk)
 
 
 def _encode_audio(out: Any, enc: _Encoders, frame: Any) -> None:

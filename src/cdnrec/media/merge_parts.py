@@ -6,10 +6,14 @@ import bisect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
+
+MICRO = Fraction(1, 1_000_000)
+"""A time base for a stream that names none (FFmpeg's own AV_TIME_BASE)."""
 
 
 class MergeError(Exception):
@@ -18,6 +22,13 @@ class MergeError(Exception):
     def __init__(self, message: str, *, bad_input: bool = False) -> None:
         super().__init__(message)
         self.bad_input = bad_input
+
+
+class SpanError(MergeError):
+    """A requested crop that holds no media (it starts after the input ends): the request's fault."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, bad_input=True)
 
 
 @dataclass(frozen=True)
@@ -71,17 +82,43 @@ class Part:
     end: float
 
 
+class Extent:
+    """How long a part lasts in the output: the longest of its streams, each measured from its
+    own first timestamp (a B-frame delay or AAC priming does not leave a gap at the next joint).
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[Any, float] = {}
+        self._end: dict[Any, float] = {}
+
+    def add(self, stream: Any, start: float, end: float) -> None:
+        """A packet or frame of `stream` covering [start, end) seconds."""
+        self._first[stream] = min(self._first.get(stream, start), start)
+        self._end[stream] = max(self._end.get(stream, end), end)
+
+    @property
+    def length(self) -> float:
+        """Seconds the part takes (0 when nothing was added)."""
+        return max((self._end[s] - self._first[s] for s in self._end), default=0.0)
+
+
 def _params(stream: Any) -> tuple[Any, ...]:
     ctx = stream.codec_context
     extradata = bytes(ctx.extradata or b"")
     if stream.type == "video":
         fmt = ctx.format.name if ctx.format is not None else ""
         return (ctx.width, ctx.height, fmt, extradata)
-    return (ctx.sample_rate, ctx.layout.nb_channels, ctx.format.name if ctx.format else "", extradata)
+    return (
+        ctx.sample_rate,
+        ctx.layout.nb_channels,
+        ctx.format.name if ctx.format else "",
+        extradata,
+    )
 
 
-def scan(path: Path) -> Scan:
-    """Demux `path` once (no decoding) and describe it."""
+def scan(path: Path, *, packets: bool = True) -> Scan:
+    """Describe `path`: from its headers, and (with `packets`) from one demux pass (no decoding)
+    that finds its exact start, length and keyframes, which cropping needs."""
     fmt = "mp3" if path.suffix == ".mp3" else None
     with av.open(str(path), format=fmt) as c:
         media = [s for s in c.streams if s.type in ("video", "audio")]
@@ -90,29 +127,36 @@ def scan(path: Path) -> Scan:
             StreamFacts(s.index, s.type, s.codec_context.codec.canonical_name, _params(s))
             for s in media
         )
+        if not packets and facts and c.start_time is not None:
+            rate = video.average_rate if video is not None else None
+            return Scan(
+                path=path,
+                streams=facts,
+                origin=c.start_time / 1_000_000,
+                duration=float("inf"),
+                keyframes=(),
+                frame_duration=float(1 / rate) if rate else 0.0,
+            )
         first = float("inf")
-        video_first = float("inf")
         last = float("-inf")
         keys: list[float] = []
         frame = 0.0
+        ticks = {s.index: float(s.time_base or MICRO) for s in media}
+        video_index = video.index if video is not None else -1
         for pkt in c.demux(media):
             if pkt.dts is None or pkt.size == 0:
                 continue
-            tb = pkt.time_base
-            t = float((pkt.pts if pkt.pts is not None else pkt.dts) * tb)
+            tb = ticks[pkt.stream.index]
+            t = (pkt.pts if pkt.pts is not None else pkt.dts) * tb
             first = min(first, t)
-            d = float((pkt.duration or 0) * tb)
+            d = (pkt.duration or 0) * tb
             last = max(last, t + d)
-            if video is not None and pkt.stream is video:
-                video_first = min(video_first, t)
+            if pkt.stream.index == video_index:
                 frame = frame or d
                 if pkt.is_keyframe:
                     keys.append(t)
     if not facts or first == float("inf"):
         raise ValueError("no audio or video packets")
-    # Time 0 of an input is where its picture starts (AAC priming may start audio a bit earlier).
-    if video_first != float("inf"):
-        first = video_first
     if video is not None and not frame and video.average_rate:
         frame = float(1 / video.average_rate)
     return Scan(

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdnrec.config import Vendor
 from cdnrec.store.files import FileFacts
 from cdnrec.store.ids import new_handle, new_id, new_public_id
 from cdnrec.store.models import FileState, RecordedFile
-from cdnrec.store.tables import files, jobs
+from cdnrec.store.tables import deliveries, files, jobs
 
 
 class JobState(StrEnum):
@@ -249,6 +249,23 @@ class JobRepo:
                 .where(jobs.c.id == job_id)
                 .values(finished_ms=now_ms, owner=None, lease_ms=None, **values)
             )
+
+    async def ended_without_callback(self, since_ms: int, limit: int = 100) -> list[Job]:
+        """Jobs that ended since `since_ms` with no compose delivery queued (the process died
+        between the two steps, or the app has no callback URL)."""
+        queued = exists().where(deliveries.c.event == "compose", deliveries.c.subject == jobs.c.id)
+        query = (
+            select(jobs)
+            .where(
+                jobs.c.state.in_((JobState.FINISH.value, JobState.FAIL.value)),
+                jobs.c.finished_ms >= since_ms,
+                ~queued,
+            )
+            .order_by(jobs.c.finished_ms)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_job(r._mapping) for r in await conn.execute(query)]
 
     async def inputs_in_use(self) -> set[str]:
         """Row ids of the files that waiting or processing jobs will read (retention keeps them)."""

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cdnrec.api.zego import media, requests, shapes
+from cdnrec.api.zego import media, merge, requests, shapes
 from cdnrec.api.zego.codes import ApiError, Code
 from cdnrec.api.zego.params import Params
 from cdnrec.catalog import Catalog
@@ -19,6 +19,7 @@ from cdnrec.control import (
     StreamProbe,
     VendorNotConfigured,
 )
+from cdnrec.merging.jobs import MergeJobs
 from cdnrec.store.models import App
 
 
@@ -31,6 +32,7 @@ class Services:
     catalog: Catalog
     probe: StreamProbe
     sequences: media.SequenceGuard
+    jobs: MergeJobs
 
 
 Handler = Callable[[Services, App, Params], Awaitable[Any]]
@@ -99,10 +101,12 @@ ACTIONS: dict[str, Action] = {
     "DescribeCDNRecordTask": Action(describe_cdn_record_task, MEDIA),
     "SearchMedia": Action(media.search_media, MEDIA),
     "DeleteMedia": Action(media.delete_media, MEDIA),
+    "MergeMedia": Action(merge.merge_media, MEDIA),
+    "DescribeMediaTask": Action(merge.describe_media_task, MEDIA),
     "DescribeRTCStreamState": Action(media.describe_rtc_stream_state, STREAM_STATE),
 }
 
-PLANNED = frozenset({"MergeMedia", "DescribeMediaTask"})
+PLANNED: frozenset[str] = frozenset()
 
 
 def lookup(name: str) -> Action:

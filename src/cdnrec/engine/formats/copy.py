@@ -20,105 +20,46 @@ from cdnrec.engine.layout import PartialInfo
 # Fragmented MP4 with ~1 s fragments: a kill -9 loses at most the fragment being built.
 _MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"}
 _MUX = {"flv": ("flv", {}), "mp4": ("mp4", _MP4), "aac": ("adts", {})}
-_NO_TS = -(1 << 62)
+_LATE = 1.0  # s: how long a finished file waits for packets older than the split
 
 
-class CopyWriter:
-    """Copies packets into files of one container format, split by ``interval`` seconds.
+class _File:
+    """One output file: its container, its time origin and what has been written."""
 
-    A file containing video starts on a video keyframe and is split on the first keyframe at
-    or after its deadline; an audio-only file is split at the first packet past its deadline.
-    Each file's timestamps start at 0.
-    """
-
-    def __init__(self, ctx: WriterContext, fmt: str, interval: float) -> None:
-        self.format = fmt
-        self.ctx = ctx
-        self.interval = interval
-        self.muxer, self.options = _MUX[fmt]
-        self.audio_only = fmt == "aac"
-        self.inputs: Inputs | None = None
-        self.out: Output | None = None
-        self.info: PartialInfo | None = None
-        self.takes = [not self.audio_only, True]
-        self.split_kind = VIDEO
-        self.split_at = 0
-        self.base = [0, 0]
-        self.last = [_NO_TS, _NO_TS]
-        self.end = [0, 0]
-        self.ostreams: list[Any] = [None, None]
-        self.mux: Any = None
-        self.tb = [Fraction(1, 1000), Fraction(1, 1000)]
-        self.begin_t = 0.0
-        self.gaps: list[tuple[float, float]] = []
-        self.codecs: tuple[str, ...] = ()
-        self.signature: tuple[Any, ...] = ()
-
-    def configure(self, inputs: Inputs) -> None:
-        """Use a new pull's streams; a codec change starts a new file."""
-        sig = (inputs.signature(VIDEO) if self.takes[VIDEO] else (), inputs.signature(AUDIO))
-        if self.out is not None and sig != self.signature:
-            self.close()
-        self.signature = sig
-        if self.out is not None and self.inputs is not None:
-            # Same codecs, maybe another time base: keep the file's origin in seconds.
-            for k in (VIDEO, AUDIO):
-                old, new = self.inputs.tb[k], inputs.tb[k]
-                if old != new:
-                    self.base[k] = round(self.base[k] * old / new)
-                    self.last[k] = round(self.last[k] * old / new)
-                    self.end[k] = round(self.end[k] * old / new)
-            self.split_at = round((self.begin_t + self.interval) / inputs.tb[self.split_kind])
-        self.inputs = inputs
-        self.tb = inputs.tb
-        has_video = self.takes[VIDEO] and inputs.streams[VIDEO] is not None
-        self.split_kind = VIDEO if has_video else AUDIO
-
-    def _open(self, dts: int, kind: int) -> None:
-        inputs = self.inputs
-        assert inputs is not None
-        t = float(dts * inputs.tb[kind])
-        kinds = tuple(k for k in (VIDEO, AUDIO) if self.takes[k] and inputs.streams[k] is not None)
-        info = self.ctx.open_partial(self.format, self.ctx.wall_ms(t))
+    def __init__(
+        self, w: CopyWriter, inputs: Inputs, kinds: tuple[int, ...], t: float, bufsize: int
+    ) -> None:
+        self.info: PartialInfo = w.ctx.open_partial(w.format, w.ctx.wall_ms(t))
         try:
-            out = Output(info.path, self.muxer, self.options, buffer_size(inputs, kinds))
-            self.ostreams = [None, None]
+            self.out = Output(self.info.path, w.muxer, w.options, bufsize)
+            self.ostreams: list[Any] = [None, None]
             for k in kinds:
-                self.ostreams[k] = inputs.add_output_stream(out.c, k)
+                self.ostreams[k] = inputs.add_output_stream(self.out.c, k)
         except Exception as e:
-            raise WriterError(f"{self.format}: cannot open {info.path}: {e}") from e
-        self.out, self.info, self.begin_t = out, info, t
-        self.mux, self.tb = out.c.mux_one, inputs.tb
+            raise WriterError(f"{w.format}: cannot open {self.info.path}: {e}") from e
+        self.mux = self.out.c.mux_one
+        self.kinds = kinds
+        self.begin_t = t
+        self.base = [round(t / tb) for tb in inputs.tb]
+        self.last = [-1, -1]
+        self.end = [0, 0]
+        self.gaps: list[tuple[float, float]] = []
         self.codecs = tuple(str(inputs.codec(k)) for k in kinds)
-        for k in (VIDEO, AUDIO):
-            self.base[k] = round(t / inputs.tb[k])
-            self.last[k] = -1
-            self.end[k] = 0
-        self.split_at = round((t + self.interval) / inputs.tb[self.split_kind])
-        self.gaps = []
+        self.format = w.format
 
-    def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, key: bool) -> None:
-        """Mux one packet, starting or splitting files as needed."""
-        if not self.takes[kind]:
-            return
-        if self.out is None:
-            if kind != self.split_kind or not key:
-                return  # a file starts on a keyframe of its leading stream
-            self._open(dts, kind)
-        elif kind == self.split_kind and key and dts >= self.split_at:
-            self.close()
-            self._open(dts, kind)
+    def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, tb: Any, nudge: int) -> None:
+        """Mux a packet with timestamps relative to this file's start."""
         base = self.base[kind]
         d = dts - base
         p = pts - base
         last = self.last[kind]
         if d <= last:  # keep dts strictly increasing inside the file
-            p += last + 1 - d
-            d = last + 1
+            p += last + nudge - d
+            d = last + nudge
         self.last[kind] = d
         self.end[kind] = d + (dur if dur > 0 else d - last)
         pkt.stream = self.ostreams[kind]
-        pkt.time_base = self.tb[kind]  # another writer may have rebased the packet
+        pkt.time_base = tb  # another writer may have rebased the packet
         pkt.dts = d
         pkt.pts = p
         pkt.duration = dur
@@ -127,35 +68,134 @@ class CopyWriter:
         except Exception as e:
             raise WriterError(f"{self.format}: {type(e).__name__}: {e}") from e
 
-    def gap(self, at: float, length: float) -> None:
-        """Record a resumed interruption in the current file."""
-        if self.out is not None:
-            self.gaps.append((round(at - self.begin_t, 3), round(length, 3)))
+    def rebase(self, old: list[Fraction], new: list[Fraction]) -> None:
+        """Express this file's counters in a new pull's time bases."""
+        for k in (VIDEO, AUDIO):
+            if old[k] != new[k]:
+                self.base[k] = round(self.base[k] * old[k] / new[k])
+                self.last[k] = round(self.last[k] * old[k] / new[k])
+                self.end[k] = round(self.end[k] * old[k] / new[k])
 
-    def duration(self) -> float:
-        """Media duration of the current file from its timestamps."""
-        assert self.inputs is not None
-        return max(
-            float(max(self.end[k], self.last[k]) * self.inputs.tb[k])
-            for k in (VIDEO, AUDIO)
-            if self.takes[k] and self.inputs.streams[k] is not None
-        )
-
-    def close(self) -> None:
-        """Close the current file and announce it."""
-        if self.out is None or self.info is None:
-            return
-        out, info, self.out, self.info = self.out, self.info, None, None
-        duration = self.duration()
+    def finish(self, ctx: WriterContext, tb: list[Fraction]) -> None:
+        """Close the container, move the file to its final name and announce it."""
+        duration = max(float(max(self.end[k], self.last[k]) * tb[k]) for k in self.kinds)
         try:
-            out.close()
+            self.out.close()
         except Exception as e:
-            raise WriterError(f"{self.format}: closing {info.path}: {e}") from e
+            raise WriterError(f"{self.format}: closing {self.info.path}: {e}") from e
         finish_file(
-            self.ctx,
-            info,
-            end_ms=self.ctx.wall_ms(self.begin_t + duration),
+            ctx,
+            self.info,
+            end_ms=ctx.wall_ms(self.begin_t + duration),
             duration=duration,
             codecs=self.codecs,
             gaps=tuple(self.gaps),
         )
+
+
+class CopyWriter:
+    """Copies packets into files of one container format, split by ``interval`` seconds.
+
+    A file containing video starts on a video keyframe and is split on the first keyframe at
+    or after its deadline; an audio-only file is split at the first packet past its deadline.
+    Audio that arrives after the split keyframe but is older than it (MPEG-TS sources
+    interleave loosely) still goes to the previous file, which stays open until the audio
+    passes the split point. Each file's timestamps start at 0.
+    """
+
+    def __init__(self, ctx: WriterContext, fmt: str, interval: float) -> None:
+        self.format = fmt
+        self.ctx = ctx
+        self.interval = interval
+        self.muxer, self.options = _MUX[fmt]
+        self.takes = [fmt != "aac", True]
+        self.inputs: Inputs | None = None
+        self.cur: _File | None = None
+        self.prev: _File | None = None
+        self.prev_end = [0, 0]
+        self.prev_limit = 0
+        self.split_kind = VIDEO
+        self.split_at = 0
+        self.tb = [Fraction(1, 1000), Fraction(1, 1000)]
+        self.nudge = [1, 1]
+        self.kinds: tuple[int, ...] = ()
+        self.signature: tuple[Any, ...] = ()
+
+    def configure(self, inputs: Inputs) -> None:
+        """Use a new pull's streams; a codec change starts a new file."""
+        self._finish_prev()
+        sig = (inputs.signature(VIDEO) if self.takes[VIDEO] else (), inputs.signature(AUDIO))
+        if self.cur is not None and sig != self.signature:
+            self.close()
+        self.signature = sig
+        if self.cur is not None and self.inputs is not None:
+            self.cur.rebase(self.inputs.tb, inputs.tb)
+        self.inputs = inputs
+        self.tb = inputs.tb
+        self.nudge = [max(1, round(Fraction(1, 1000) / tb)) for tb in inputs.tb]
+        self.kinds = tuple(
+            k for k in (VIDEO, AUDIO) if self.takes[k] and inputs.streams[k] is not None
+        )
+        self.split_kind = VIDEO if VIDEO in self.kinds else AUDIO
+        if self.cur is not None:
+            self.split_at = round((self.cur.begin_t + self.interval) / self.tb[self.split_kind])
+
+    def _open(self, dts: int, kind: int) -> _File:
+        assert self.inputs is not None
+        t = float(dts * self.tb[kind])
+        f = _File(self, self.inputs, self.kinds, t, buffer_size(self.inputs, self.kinds))
+        self.split_at = round((t + self.interval) / self.tb[self.split_kind])
+        self.cur = f
+        return f
+
+    def _split(self, dts: int, kind: int) -> _File:
+        old = self.cur
+        assert old is not None
+        self._finish_prev()
+        t = float(dts * self.tb[kind])
+        self.cur = None
+        if len(self.kinds) > 1:
+            self.prev = old
+            self.prev_end = [round(t / tb) for tb in self.tb]
+            self.prev_limit = dts + round(_LATE / self.tb[kind])
+        else:
+            old.finish(self.ctx, self.tb)
+        return self._open(dts, kind)
+
+    def _finish_prev(self) -> None:
+        prev, self.prev = self.prev, None
+        if prev is not None:
+            prev.finish(self.ctx, self.tb)
+
+    def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, key: bool) -> None:
+        """Mux one packet, starting or splitting files as needed."""
+        if not self.takes[kind]:
+            return
+        cur = self.cur
+        if cur is None:
+            if kind != self.split_kind or not key:
+                return  # a file starts on a keyframe of its leading stream
+            cur = self._open(dts, kind)
+        elif kind == self.split_kind:
+            if key and dts >= self.split_at:
+                cur = self._split(dts, kind)
+            elif self.prev is not None and dts >= self.prev_limit:
+                self._finish_prev()  # the other streams are not coming back to the old file
+        elif self.prev is not None:
+            if dts < self.prev_end[kind]:
+                self.prev.write(pkt, kind, dts, pts, dur, self.tb[kind], self.nudge[kind])
+                return
+            self._finish_prev()
+        cur.write(pkt, kind, dts, pts, dur, self.tb[kind], self.nudge[kind])
+
+    def gap(self, at: float, length: float) -> None:
+        """Record a resumed interruption in the current file."""
+        if self.cur is not None:
+            self.cur.gaps.append((round(at - self.cur.begin_t, 3), round(length, 3)))
+
+    def close(self) -> None:
+        """Close and announce the current file (and one still taking late packets)."""
+        self._finish_prev()
+        cur, self.cur = self.cur, None
+        if cur is not None:
+            cur.finish(self.ctx, self.tb)

@@ -6,8 +6,8 @@ import math
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from cdnrec.engine.formats.base import (
@@ -129,6 +129,7 @@ class HlsWriter:
         self.ostreams: list[Any] = [None, None]
         self.mux: Any = None
         self.tb = [Fraction(1, 1000), Fraction(1, 1000)]
+        self.nudge = [1, 1]
         self.seg_t = 0.0
         self.split_kind = VIDEO
         self.split_at = 0
@@ -157,6 +158,7 @@ class HlsWriter:
                         self.last[k] = round(self.last[k] * old / new)
         self.signature = sig
         self.inputs = inputs
+        self.nudge = [max(1, round(Fraction(1, 1000) / tb)) for tb in inputs.tb]
         self.split_kind = VIDEO if inputs.streams[VIDEO] is not None else AUDIO
         self.kinds = tuple(k for k in (VIDEO, AUDIO) if inputs.streams[k] is not None)
 
@@ -211,8 +213,8 @@ class HlsWriter:
         pts -= base
         last = self.last[kind]
         if dts <= last:
-            pts += last + 1 - dts
-            dts = last + 1
+            pts += last + self.nudge[kind] - dts
+            dts = last + self.nudge[kind]
         self.last[kind] = dts
         self.end[kind] = dts + (dur if dur > 0 else min(dts - last, 1 << 30))
         pkt.stream = self.ostreams[kind]
