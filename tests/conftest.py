@@ -71,3 +71,12 @@ def s3_server() -> Iterator[S3Server]:
     server = S3Server().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def clip_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where generated clips are cached: the pytest cache (kept across sessions) when enabled."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return tmp_path_factory.mktemp("media")
+    return Path(cache.mkdir("cdnrec-media"))

@@ -17,9 +17,9 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def av_clip(request: pytest.FixtureRequest) -> Path:
+def av_clip(clip_dir: Path) -> Path:
     """An H.264 + AAC clip (generated once, cached)."""
-    return make_clip(Path(request.config.cache.mkdir("cdnrec-media")), "av")
+    return make_clip(clip_dir, "av")
 
 
 @pytest.fixture(scope="session")

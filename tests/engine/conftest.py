@@ -20,15 +20,6 @@ _ids = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def clip_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where generated clips are cached: the pytest cache (kept across sessions) when enabled."""
-    cache = getattr(request.config, "cache", None)
-    if cache is None:
-        return tmp_path_factory.mktemp("media")
-    return Path(cache.mkdir("cdnrec-media"))
-
-
-@pytest.fixture(scope="session")
 def av_clip(clip_dir: Path) -> Path:
     """H.264 + AAC clip, 12 s, 1 s GOP."""
     return make_clip(clip_dir, "av")

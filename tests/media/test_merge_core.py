@@ -38,9 +38,9 @@ def _clip(cache: Path, name: str, seconds: float, size: str = "320x240", tone: i
 
 
 @pytest.fixture(scope="module")
-def clips(request: pytest.FixtureRequest) -> dict[str, Path]:
+def clips(clip_dir: Path) -> dict[str, Path]:
     """Three compatible clips of 3, 4 and 5 s, and one of another size."""
-    cache = Path(request.config.cache.mkdir("cdnrec-media"))
+    cache = clip_dir
     return {
         "a": _clip(cache, "a", 3, tone=300),
         "b": _clip(cache, "b", 4, tone=500),
