@@ -28,7 +28,7 @@ callback_url = "{callback}"
 [apps.vendors.Tencent]
 sources = ["{source}"]
 formats = ["mp4", "m3u8", "flv"]
-interval = "60s"
+interval = "20s"
 hls_segment = "4s"
 retention = "7d"
 """
