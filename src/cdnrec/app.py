@@ -139,12 +139,6 @@ async def build_service(
     await load_config_apps(store, settings, int(clock() * 1000))
     limiter, nonces, redis = _limits(settings, clock)
     probe = probe or SourceProbe()
-    control = Control(
-        store,
-        probe,
-        max_task_duration=settings.limits.max_task_duration,
-        clock=clock,
-    )
     registry = CollectorRegistry()
     apps = AppCache(store.apps)
     gateway = Gateway(apps, nonces, tolerance=settings.limits.timestamp_tolerance, clock=clock)
@@ -154,8 +148,6 @@ async def build_service(
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     runner = JobRunner(store, storages, apps, owner=owner, on_queued=sender.nudge, clock=clock)
     jobs = MergeJobs(store, on_submitted=runner.nudge)
-    services = Services(control, settings.limits, catalog, probe, SequenceGuard(), jobs)
-    endpoint = ZegoEndpoint(gateway, limiter, services, ApiMetrics(registry))
     publisher = Publisher(
         store, storages, apps, settings.callbacks, on_queued=sender.nudge, clock=clock
     )
@@ -169,6 +161,15 @@ async def build_service(
             on_file_closed=publisher.nudge,
             clock=clock,
         )
+    control = Control(
+        store,
+        probe,
+        max_task_duration=settings.limits.max_task_duration,
+        clock=clock,
+        on_change=supervisor.nudge if supervisor is not None else lambda: None,
+    )
+    services = Services(control, settings.limits, catalog, probe, SequenceGuard(), jobs)
+    endpoint = ZegoEndpoint(gateway, limiter, services, ApiMetrics(registry))
     service = Service(
         settings,
         store,

@@ -89,7 +89,9 @@ class Control:
         *,
         max_task_duration: float,
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_change = on_change
         self._store = store
         self._probe = probe
         self._max_duration = max_task_duration
@@ -138,6 +140,7 @@ class Control:
             )
             stored, created = await self._store.tasks.start(task)
             outcomes.append(StartOutcome(stream_id, stored, created))
+        self._on_change()
         return outcomes
 
     async def _live_or_recording(
@@ -166,10 +169,12 @@ class Control:
                 f"app {app.app_id} has no CDN recording configured for {vendor}"
             )
         now_ms = int(self._clock() * 1000)
-        return [
+        outcomes = [
             StopOutcome(s, await self._store.tasks.request_stop(app.app_id, vendor, s, now_ms))
             for s in stream_ids
         ]
+        self._on_change()
+        return outcomes
 
     async def tasks_of(
         self, app: App, vendor: Vendor, stream_id: str, limit: int = 20

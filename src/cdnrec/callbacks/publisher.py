@@ -12,7 +12,7 @@ import structlog
 from cdnrec.callbacks.payloads import record_payload
 from cdnrec.config import CallbackSettings
 from cdnrec.storage import Storages
-from cdnrec.store import FileState, RecordedFile, Store
+from cdnrec.store import FileState, RecordedFile, Store, Task
 from cdnrec.store.cache import AppCache
 
 log = structlog.get_logger("cdnrec.publish")
@@ -41,6 +41,8 @@ class Publisher:
         self._on_queued = on_queued
         self._clock = clock
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(8)
+        self._tasks: dict[str, Task] = {}
 
     def nudge(self) -> None:
         """A file was closed: look now rather than at the next poll."""
@@ -51,8 +53,8 @@ class Publisher:
         while True:
             self._wake.clear()
             try:
-                for file in await self._store.files.in_state(FileState.CLOSED, limit=500):
-                    await self._publish_or_back_off(file)
+                closed = await self._store.files.in_state(FileState.CLOSED, limit=500)
+                await asyncio.gather(*(self._publish_or_back_off(f) for f in closed))
             except Exception:
                 log.exception("publish.loop_failed")
             with contextlib.suppress(TimeoutError):
@@ -64,7 +66,8 @@ class Publisher:
         if self._retry_at.get(file.id, (0.0, 0.0))[0] > now:
             return
         try:
-            await self.publish(file)
+            async with self._slots:
+                await self.publish(file)
         except Exception as exc:
             _, wait = self._retry_at.get(file.id, (0.0, 1.0))
             self._retry_at[file.id] = (now + wait, min(wait * 2, 300.0))
@@ -74,22 +77,38 @@ class Publisher:
         else:
             self._retry_at.pop(file.id, None)
 
+    async def _task(self, task_id: str) -> Task | None:
+        """A file's task; tasks are cached (the fields a callback needs never change)."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            task = await self._store.tasks.get(task_id)
+            if task is not None:
+                if len(self._tasks) > 10_000:
+                    self._tasks.clear()
+                self._tasks[task_id] = task
+        return task
+
     async def publish(self, file: RecordedFile) -> None:
         """Store one file, queue its callback (idempotently), mark it stored."""
         assert file.key is not None
         storage = self._storages.get(file.storage)
         await storage.store(file.key)
         app = await self._apps.get(file.app_id)
-        task = await self._store.tasks.get(file.task_id)
+        task = await self._task(file.task_id)
         now = self._clock()
         if file.kind == "recording" and app is not None and task is not None and app.callback_url:
             expires = int(file.expire_ms / 1000) if file.expire_ms else int(now) + URL_TTL
             url = storage.url(app.app_id, app.server_secret, file.key, expires)
             payload = record_payload(task, file, url, self._settings.extra_params)
             await self._store.deliveries.enqueue(
-                app.app_id, "record", file.id, app.callback_url, payload, int(now * 1000)
+                app.app_id,
+                "record",
+                file.id,
+                app.callback_url,
+                payload,
+                int(now * 1000),
+                file_stored=file.id,
             )
-            await self._store.files.set_state(file.id, FileState.STORED)
             self._on_queued()
         else:
             await self._store.files.set_state(file.id, FileState.ANNOUNCED)

@@ -115,6 +115,8 @@ class Supervisor:
         self._clock = clock
         self._runs: dict[str, _Run] = {}
         self._closing = False
+        self._wake = asyncio.Event()
+        self._next_renew = 0.0
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -124,31 +126,45 @@ class Supervisor:
         """How many recordings run now."""
         return len(self._runs)
 
+    def nudge(self) -> None:
+        """A task was started or stopped in this process: look now rather than at the next poll."""
+        self._wake.set()
+
     async def run(self) -> None:
         """Poll for work until cancelled."""
         while not self._closing:
+            self._wake.clear()
             try:
                 await self.tick()
             except Exception:
                 log.exception("supervisor.tick_failed")
-            await asyncio.sleep(self._settings.poll)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll)
 
     async def tick(self) -> None:
         """One round: renew leases, stop what was stopped, claim new tasks."""
         lease_ms = int(self._settings.lease * 1000)
+        if self._runs and self._clock() >= self._next_renew:
+            await self._renew(lease_ms)
+        for task_id in await self._store.tasks.stopping(list(self._runs)):
+            stopped = self._runs.get(task_id)  # it may have ended meanwhile
+            if stopped is not None:
+                stopped.recorder.stop()
+        room = self._settings.capacity - len(self._runs)
+        for task in await self._store.tasks.claim(self.owner, self._now_ms(), lease_ms, room):
+            await self._launch(task)
+
+    async def _renew(self, lease_ms: int) -> None:
+        """Extend every lease (a third of the lease apart); stop recordings whose lease was lost."""
+        self._next_renew = self._clock() + self._settings.lease / 3
         held = await self._store.tasks.renew(
             self.owner, list(self._runs), self._now_ms() + lease_ms
         )
-        for task_id, run in self._runs.items():
+        for task_id, run in list(self._runs.items()):
             if task_id not in held and not run.lost:
                 run.lost = True
                 log.warning("supervisor.lease_lost", task=task_id)
                 run.recorder.stop()
-        for task_id in await self._store.tasks.stopping(list(self._runs)):
-            self._runs[task_id].recorder.stop()
-        room = self._settings.capacity - len(self._runs)
-        for task in await self._store.tasks.claim(self.owner, self._now_ms(), lease_ms, room):
-            await self._launch(task)
 
     async def _launch(self, task: Task) -> None:
         await self._repair_leftovers(task)

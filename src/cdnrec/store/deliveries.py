@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdnrec.store.ids import new_id
-from cdnrec.store.models import Delivery
-from cdnrec.store.tables import deliveries
+from cdnrec.store.models import Delivery, FileState
+from cdnrec.store.tables import deliveries, files
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -24,9 +24,20 @@ class DeliveryRepo:
         self._engine = engine
 
     async def enqueue(
-        self, app_id: int, event: str, subject: str, url: str, payload: dict[str, Any], now_ms: int
+        self,
+        app_id: int,
+        event: str,
+        subject: str,
+        url: str,
+        payload: dict[str, Any],
+        now_ms: int,
+        *,
+        file_stored: str | None = None,
     ) -> bool:
-        """Add a delivery unless one exists for (event, subject); True when added."""
+        """Add a delivery unless one exists for (event, subject); True when added.
+
+        With `file_stored`, that file is marked stored in the same transaction.
+        """
         values = {
             "id": new_id(),
             "app_id": app_id,
@@ -40,8 +51,20 @@ class DeliveryRepo:
             "last_error": "",
             "created_ms": now_ms,
         }
+        async with self._engine.begin() as conn:
+            added = await self._insert_once(conn, values)
+            if file_stored is not None:
+                await conn.execute(
+                    update(files)
+                    .where(files.c.id == file_stored, files.c.state == FileState.CLOSED.value)
+                    .values(state=FileState.STORED.value)
+                )
+        return added
+
+    @staticmethod
+    async def _insert_once(conn: AsyncConnection, values: dict[str, Any]) -> bool:
         try:
-            async with self._engine.begin() as conn:
+            async with conn.begin_nested():
                 await conn.execute(insert(deliveries).values(**values))
         except IntegrityError:
             return False
