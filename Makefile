@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo serve test lint typecheck check bench-api bench-engine clean
+.PHONY: help install demo serve test lint typecheck check bench-api bench-engine bench-merge clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,8 +35,14 @@ typecheck: $(STAMP) ## mypy --strict
 
 check: lint typecheck test ## Everything CI checks
 
-bench-api: $(STAMP) ## API throughput benchmark (StartCDNRecord/StopCDNRecord)
-	$(BIN)/python bench/api_bench.py
+bench-api: $(STAMP) ## API throughput benchmark (needs wrk: apt-get install wrk)
+	$(BIN)/python bench/api_bench.py --duration 15
+
+bench-engine: $(STAMP) ## Recording cost: cdnrec vs nginx-rtmp, ffmpeg, PyAV in one run (needs ../shared/bench; ~25 min)
+	$(BIN)/python bench/engine_bench.py
+
+bench-merge: $(STAMP) ## MergeMedia throughput vs ffmpeg concat
+	$(BIN)/python bench/merge_bench.py --rounds 9
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
