@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import structlog
 import uvicorn
@@ -33,6 +34,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 async def run(settings: Settings) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), then shut down cleanly."""
     configure_logging()
+    # The event loop shares the GIL with one recorder thread per stream; at the default 5 ms
+    # switch interval every hop of a database call can wait that long behind busy recorders.
+    sys.setswitchinterval(0.0005)
     service = await build_service(settings)
     config = uvicorn.Config(
         create_asgi(service),
