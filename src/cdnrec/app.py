@@ -211,7 +211,7 @@ def create_asgi(service: Service) -> Starlette:
         await service.close()
 
     routes = [
-        Route("/", service.endpoint.handle, methods=["GET", "POST"]),
+        Route("/", service.endpoint.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz_for(service.store)),
         Route("/metrics", metrics_for(service.registry)),

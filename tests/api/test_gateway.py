@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from tests.support.api import (
@@ -303,3 +304,13 @@ def test_every_answer_has_a_fresh_decimal_request_id(gateway_service: RunningSer
             assert len(answer["RequestId"]) == 19
             seen.add(answer["RequestId"])
     assert len(seen) == 10 * len(queries)
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_other_methods_get_the_envelope(service: RunningService, method: str) -> None:
+    response = httpx.request(method, service.url + "/?Action=StartCDNRecord")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"Code", "Message", "RequestId", "Data"}
+    assert body["Code"] == 2
+    assert method in body["Message"]

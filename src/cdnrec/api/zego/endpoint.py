@@ -46,6 +46,8 @@ class ZegoEndpoint:
         label = "unknown"
         status = 200
         try:
+            if request.method not in ("GET", "POST"):
+                raise ApiError(Code.BAD_PARAMETER, f"use GET or POST, not {request.method}")
             params = await read_params(request)
             name = (params.first("Action") or "").strip()
             if name in actions.ACTIONS:
