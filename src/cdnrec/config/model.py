@@ -79,6 +79,8 @@ class RecorderSettings(_Frozen):
     path_template: str = DEFAULT_PATH_TEMPLATE
     lease: Duration = 15.0
     poll: Duration = 0.5
+    rtmp_client: Literal["native", "ffmpeg"] = "native"
+    """Who pulls plain rtmp:// sources: cdnrec's own client (FLV tags copied) or FFmpeg's."""
 
 
 class RetentionSettings(_Frozen):

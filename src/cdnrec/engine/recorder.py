@@ -144,7 +144,10 @@ class Recorder:
             if self._stop.is_set():
                 break
             try:
-                return open_source(url, self.read_timeout), ""
+                pull = open_source(
+                    url, self.read_timeout, self._stop.wait, native_rtmp=self.plan.native_rtmp
+                )
+                return pull, ""
             except SourceError as e:
                 errors.append(f"{_where(url)}: {e}")
         return None, "; ".join(errors) or "stopped"
@@ -186,18 +189,14 @@ class Recorder:
         return list(self.writers.values())
 
     def _pump(self, pull: Pull, down_since: float | None) -> str:
-        c = pull.container
-        video = next(iter(c.streams.video), None)
-        audio = next(iter(c.streams.audio), None)
+        inputs = pull.inputs
+        video, audio = inputs.streams
         if video is None and audio is None:
             return "source has no audio or video"
-        inputs = Inputs.of(video, audio)
-        adts = AdtsToRaw(audio) if audio is not None and needs_conversion(audio) else None
+        adts = None
+        if pull.adts_possible and audio is not None and needs_conversion(audio):
+            adts = AdtsToRaw(audio)
         writers: list[Writer] = []
-        kind_of = [-1] * len(c.streams)
-        for k, s in ((VIDEO, video), (AUDIO, audio)):
-            if s is not None:
-                kind_of[s.index] = k
         jitter = [round(_JITTER / tb) for tb in inputs.tb]
         jump = [round(_JUMP / tb) for tb in inputs.tb]
         off, last, step = self.off, self.last, self.step
@@ -207,21 +206,16 @@ class Recorder:
         deadline = self.plan.deadline
         clock = self.clock
         n = 0
-        demux = c.demux([s for s in (video, audio) if s is not None])
+        packets = pull.packets()
         # Only reading is a source error (retried); anything a writer raises fails the recording.
         try:
             while True:
                 try:
-                    pkt = next(demux)
+                    pkt, k, dts, pts, dur, key = next(packets)
                 except StopIteration:
-                    return "source ended"
-                except (av.FFmpegError, OSError) as e:
-                    return f"read error: {type(e).__name__}: {e}"
-                dts = pkt.dts
-                if dts is None:
-                    continue
-                k = kind_of[pkt.stream_index]
-                key = pkt.is_keyframe
+                    return pull.ended or "source ended"
+                except SourceError as e:
+                    return f"read error: {e}"
                 if not anchored:
                     if want_key and (k != VIDEO or not key):
                         if adts is not None and k == AUDIO:
@@ -248,9 +242,7 @@ class Recorder:
                 else:
                     step[k] = d - l_
                 last[k] = d
-                pts = pkt.pts
                 p = d if pts is None else pts - (dts - d)
-                dur = pkt.duration or 0
                 for w in writers:
                     w.write(pkt, k, d, p, dur, key)
                 n += 1

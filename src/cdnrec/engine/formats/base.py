@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import av
 
+from cdnrec.engine.flv.tags import Tag
 from cdnrec.engine.layout import Layout, PartialInfo, remove_partial, sha256_of
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingListener
 
@@ -24,6 +25,15 @@ class WriterError(Exception):
 
 
 @dataclass
+class FlvFeed:
+    """What a pull of FLV tags adds to its inputs: sequence headers and ``onMetaData``."""
+
+    config: list[Tag | None]
+    """The sequence header tag of each kind (AVC/HEVC/AAC), written at the start of each file."""
+    meta: dict[str, Any]
+
+
+@dataclass
 class Inputs:
     """The video and audio stream of the current pull (either may be missing)."""
 
@@ -31,6 +41,10 @@ class Inputs:
     tb: list[Fraction]
     extradata: list[bytes | None]
     """Codec config to use instead of the stream's (AAC converted from ADTS)."""
+    flv: FlvFeed | None = None
+    """Set when the packets are FLV tags (a native pull) rather than PyAV packets."""
+    keep: Any = None
+    """Whatever owns ``streams`` (a probe container) and must live as long as they do."""
 
     @classmethod
     def of(cls, video: Any, audio: Any) -> Inputs:
@@ -94,6 +108,17 @@ class WriterContext:
         self.layout.register_partial(info)
         self.listener.on_file_opened(OpenFile(fmt, path, begin_ms))
         return info
+
+
+def as_av(pkt: Any) -> Any:
+    """The PyAV packet of ``pkt``: itself, or the packet made once from an FLV tag."""
+    if type(pkt) is not Tag:
+        return pkt
+    p = pkt.av
+    if p is None:
+        p = pkt.av = av.Packet(pkt.body[pkt.payload_offset() :])
+        p.is_keyframe = pkt.is_keyframe()
+    return p
 
 
 class Writer(Protocol):

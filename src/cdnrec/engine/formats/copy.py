@@ -12,9 +12,11 @@ from cdnrec.engine.formats.base import (
     Output,
     WriterContext,
     WriterError,
+    as_av,
     buffer_size,
     finish_file,
 )
+from cdnrec.engine.formats.flvtag import TagFile
 from cdnrec.engine.layout import PartialInfo
 
 # Fragmented MP4 with ~1 s fragments: a kill -9 loses at most the fragment being built.
@@ -58,6 +60,7 @@ class _File:
             d = last + nudge
         self.last[kind] = d
         self.end[kind] = d + (dur if dur > 0 else d - last)
+        pkt = as_av(pkt)
         pkt.stream = self.ostreams[kind]
         pkt.time_base = tb  # another writer may have rebased the packet
         pkt.dts = d
@@ -110,8 +113,9 @@ class CopyWriter:
         self.muxer, self.options = _MUX[fmt]
         self.takes = [fmt != "aac", True]
         self.inputs: Inputs | None = None
-        self.cur: _File | None = None
-        self.prev: _File | None = None
+        self.cur: _File | TagFile | None = None
+        self.prev: _File | TagFile | None = None
+        self.file_class: type[_File] | type[TagFile] = _File
         self.prev_end = [0, 0]
         self.prev_limit = 0
         self.split_kind = VIDEO
@@ -124,7 +128,13 @@ class CopyWriter:
     def configure(self, inputs: Inputs) -> None:
         """Use a new pull's streams; a codec change starts a new file."""
         self._finish_prev()
-        sig = (inputs.signature(VIDEO) if self.takes[VIDEO] else (), inputs.signature(AUDIO))
+        tags = self.format == "flv" and inputs.flv is not None
+        self.file_class = TagFile if tags else _File
+        sig = (
+            inputs.signature(VIDEO) if self.takes[VIDEO] else (),
+            inputs.signature(AUDIO),
+            tags,
+        )
         if self.cur is not None and sig != self.signature:
             self.close()
         self.signature = sig
@@ -140,15 +150,15 @@ class CopyWriter:
         if self.cur is not None:
             self.split_at = round((self.cur.begin_t + self.interval) / self.tb[self.split_kind])
 
-    def _open(self, dts: int, kind: int) -> _File:
+    def _open(self, dts: int, kind: int) -> _File | TagFile:
         assert self.inputs is not None
         t = float(dts * self.tb[kind])
-        f = _File(self, self.inputs, self.kinds, t, buffer_size(self.inputs, self.kinds))
+        f = self.file_class(self, self.inputs, self.kinds, t, buffer_size(self.inputs, self.kinds))
         self.split_at = round((t + self.interval) / self.tb[self.split_kind])
         self.cur = f
         return f
 
-    def _split(self, dts: int, kind: int) -> _File:
+    def _split(self, dts: int, kind: int) -> _File | TagFile:
         old = self.cur
         assert old is not None
         self._finish_prev()

@@ -17,6 +17,7 @@ from cdnrec.engine.formats.base import (
     Output,
     WriterContext,
     WriterError,
+    as_av,
     buffer_size,
 )
 from cdnrec.engine.layout import Layout, PartialInfo, remove_partial, segments_dir, sha256_of
@@ -217,6 +218,7 @@ class HlsWriter:
             dts = last + self.nudge[kind]
         self.last[kind] = dts
         self.end[kind] = dts + (dur if dur > 0 else min(dts - last, 1 << 30))
+        pkt = as_av(pkt)
         pkt.stream = self.ostreams[kind]
         pkt.time_base = self.tb[kind]  # another writer may have rebased the packet
         pkt.dts = dts

@@ -13,6 +13,7 @@ from cdnrec.engine.formats.base import (
     Output,
     WriterContext,
     WriterError,
+    as_av,
     finish_file,
 )
 from cdnrec.engine.layout import PartialInfo
@@ -48,6 +49,7 @@ class TranscodeWriter:
         self.info: PartialInfo | None = None
         self.file_start = 0
         self.file_end = 0
+        self.held: tuple[Any, int] | None = None
         self.split_at = 0
         self.gaps: list[tuple[float, float]] = []
         self.signature: tuple[Any, ...] = ()
@@ -98,7 +100,7 @@ class TranscodeWriter:
         if self.samples == 0 and self.out is None:
             self.t0 = float(dts * self.tb)
         try:
-            frames = self.decoder.decode(pkt)
+            frames = self.decoder.decode(as_av(pkt))
         except av.FFmpegError:
             return  # a corrupt packet is skipped, not fatal
         for frame in frames:
@@ -114,12 +116,24 @@ class TranscodeWriter:
             self._mux(out_pkt)
 
     def _mux(self, out_pkt: Any) -> None:
+        """Write an encoded packet; a new file opens only once it has two packets.
+
+        No decoder can open a file of one encoded frame, which is what a recording stopped
+        right after a split would leave behind; such a frame is dropped instead.
+        """
         pts = out_pkt.pts if out_pkt.pts is not None else self.samples
-        if self.out is None:
-            self._open(pts)
-        elif pts >= self.split_at:
+        if self.out is not None and pts >= self.split_at:
             self._close_file()
-            self._open(pts)
+        if self.out is None:
+            if self.held is None:
+                self.held = (out_pkt, pts)
+                return
+            (first, first_pts), self.held = self.held, None
+            self._open(first_pts)
+            self._write(first, first_pts)
+        self._write(out_pkt, pts)
+
+    def _write(self, out_pkt: Any, pts: int) -> None:
         out_pkt.pts = out_pkt.dts = pts - self.file_start
         out_pkt.stream = self.ostream
         self.file_end = pts + (out_pkt.duration or 0)
@@ -180,4 +194,5 @@ class TranscodeWriter:
             except (av.FFmpegError, ValueError):
                 pass
             self.encoder = None
+        self.held = None
         self._close_file()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import av
 
-from cdnrec.engine.sources.base import Pull, Source, SourceError
+from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay
+from cdnrec.engine.sources.base import AvPull, Pull, Source, SourceError, never
+from cdnrec.engine.sources.flvpull import FlvPull, Unsupported
 
 # Shorter stream probing for FLV-based pulls: the frame-rate probe waits for extra video frames
 # that copying does not need (av.open on nginx-rtmp: 0.4 s instead of 1.8-2.6 s). Not for
@@ -16,12 +20,35 @@ from cdnrec.engine.sources.base import Pull, Source, SourceError
 _PROBE = {"fpsprobesize": "0"}
 
 
+Wait = Callable[[float], bool]
+"""Sleeps up to the given seconds; True when the recording is stopping."""
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
 def _open_av(url: str, options: dict[str, str], fmt: str | None = None) -> Pull:
     try:
         container = av.open(url, "r", format=fmt, container_options=options)
     except (av.FFmpegError, OSError) as e:
         raise SourceError(f"{type(e).__name__}: {e}") from e
-    return Pull(container)
+    return AvPull(container)
+
+
+def open_native_rtmp(url: str, timeout: float, wait: Wait = _sleep) -> Pull:
+    """Play ``url`` with cdnrec's own RTMP client; Unsupported when FFmpeg should read it."""
+    session = RtmpPlay(url, timeout)
+    try:
+        session.open(lambda: wait(0))
+        return FlvPull(session, timeout, wait)
+    except RtmpError as e:
+        session.close()
+        raise SourceError(str(e)) from e
+    except SourceError:
+        session.close()
+        raise
 
 
 def _timeout_us(timeout: float) -> str:
@@ -37,8 +64,8 @@ class RtmpSource:
         """RTMP URLs."""
         return urlsplit(url).scheme in ("rtmp", "rtmps")
 
-    def open(self, url: str, timeout: float) -> Pull:
-        """Open as a live RTMP play."""
+    def open(self, url: str, timeout: float, stopping: Callable[[], bool] = never) -> Pull:
+        """Open as a live RTMP play with FFmpeg's client."""
         opts = {"rw_timeout": _timeout_us(timeout), "rtmp_live": "live", **_PROBE}
         return _open_av(url, opts)
 
@@ -53,7 +80,7 @@ class HlsSource:
         parts = urlsplit(url)
         return parts.scheme in ("http", "https") and parts.path.endswith(".m3u8")
 
-    def open(self, url: str, timeout: float) -> Pull:
+    def open(self, url: str, timeout: float, stopping: Callable[[], bool] = never) -> Pull:
         """Open the playlist; a playlist that stops growing ends the pull after a few reloads."""
         opts = {"rw_timeout": _timeout_us(timeout), "m3u8_hold_counters": "4"}
         return _open_av(url, opts, "hls")
@@ -69,7 +96,7 @@ class HttpFlvSource:
         parts = urlsplit(url)
         return parts.scheme in ("http", "https") and not parts.path.endswith(".m3u8")
 
-    def open(self, url: str, timeout: float) -> Pull:
+    def open(self, url: str, timeout: float, stopping: Callable[[], bool] = never) -> Pull:
         """Open as an FLV byte stream."""
         opts = {"rw_timeout": _timeout_us(timeout), "reconnect": "0", **_PROBE}
         return _open_av(url, opts, "flv")
@@ -84,7 +111,7 @@ class SrtSource:
         """SRT URLs."""
         return urlsplit(url).scheme == "srt"
 
-    def open(self, url: str, timeout: float) -> Pull:
+    def open(self, url: str, timeout: float, stopping: Callable[[], bool] = never) -> Pull:
         """Run ``ffmpeg -i URL -c copy -f mpegts pipe:1`` and demux its output."""
         exe = shutil.which("ffmpeg")
         if exe is None:
@@ -124,7 +151,7 @@ class SrtSource:
         except (av.FFmpegError, OSError) as e:
             release()
             raise SourceError(f"srt: {type(e).__name__}: {e}") from e
-        return Pull(container, release)
+        return AvPull(container, release)
 
 
 _REGISTRY: list[Source] = [RtmpSource(), HlsSource(), HttpFlvSource(), SrtSource()]
@@ -143,9 +170,18 @@ def source_for(url: str) -> Source:
     raise SourceError(f"no source handles {urlsplit(url).scheme or 'this'} URLs")
 
 
-def open_source(url: str, timeout: float) -> Pull:
-    """Open ``url`` with the source kind that handles it."""
-    return source_for(url).open(url, timeout)
+def open_source(url: str, timeout: float, wait: Wait = _sleep, *, native_rtmp: bool = True) -> Pull:
+    """Open ``url`` with the source kind that handles it.
+
+    Plain rtmp:// URLs go to cdnrec's own client first (``native_rtmp``); a stream it cannot
+    parse falls back to FFmpeg's.
+    """
+    if native_rtmp and urlsplit(url).scheme == "rtmp":
+        try:
+            return open_native_rtmp(url, timeout, wait)
+        except Unsupported:
+            pass
+    return source_for(url).open(url, timeout, lambda: wait(0))
 
 
 def probe_live(url: str, timeout: float = 5.0) -> bool:
@@ -155,11 +191,8 @@ def probe_live(url: str, timeout: float = 5.0) -> bool:
     except SourceError:
         return False
     try:
-        streams = [s for s in pull.container.streams if s.type in ("video", "audio")]
-        if not streams:
-            return False
-        return any(pkt.size for pkt in pull.container.demux(streams))
-    except (av.FFmpegError, OSError):
+        return any(True for _ in pull.packets())
+    except SourceError:
         return False
     finally:
         pull.close()

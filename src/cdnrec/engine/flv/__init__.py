@@ -1,0 +1,1 @@
+"""FLV tags without FFmpeg: AMF0 values, tag parsing and tag-level file writing."""

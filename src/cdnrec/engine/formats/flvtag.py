@@ -1,0 +1,130 @@
+"""FLV files written tag by tag from a native pull: the source's tags copied byte for byte.
+
+Only the tag timestamps change (each file starts at 0). Every file begins with an
+``onMetaData`` tag (duration and size filled in at close) and the sequence headers of the pull,
+so each file plays on its own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cdnrec.engine.flv.tags import (
+    DOUBLE,
+    SCRIPT,
+    Metadata,
+    file_header,
+    tag_bytes,
+    tag_header,
+    tag_trailer,
+)
+from cdnrec.engine.formats.base import AUDIO, VIDEO, Inputs, WriterContext, WriterError, finish_file
+
+if TYPE_CHECKING:
+    from fractions import Fraction
+
+    from cdnrec.engine.formats.copy import CopyWriter
+
+_KEEP = (
+    "width",
+    "height",
+    "framerate",
+    "videodatarate",
+    "videocodecid",
+    "audiodatarate",
+    "audiosamplerate",
+    "audiosamplesize",
+    "stereo",
+    "audiocodecid",
+)
+
+
+def _metadata(inputs: Inputs, kinds: tuple[int, ...]) -> Metadata:
+    assert inputs.flv is not None
+    source = inputs.flv.meta
+    fields: dict[str, Any] = {}
+    for key in _KEEP:
+        value = source.get(key)
+        kind = AUDIO if key.startswith("audio") or key == "stereo" else VIDEO
+        if isinstance(value, int | float) and kind in kinds:
+            fields[key] = value
+    fields["encoder"] = "cdnrec"
+    return Metadata(fields)
+
+
+class TagFile:
+    """One FLV output file fed with FLV tags; same interface as the PyAV-muxed file."""
+
+    def __init__(
+        self, w: CopyWriter, inputs: Inputs, kinds: tuple[int, ...], t: float, bufsize: int
+    ) -> None:
+        assert inputs.flv is not None
+        self.info = w.ctx.open_partial(w.format, w.ctx.wall_ms(t))
+        meta = _metadata(inputs, kinds)
+        head = file_header(VIDEO in kinds, AUDIO in kinds)
+        self.patch = meta.patch_offsets(len(head))
+        try:
+            self.fh = open(self.info.path, "wb", buffering=bufsize)  # noqa: SIM115
+            self.fh.write(head + tag_bytes(SCRIPT, 0, meta.body))
+            for k in kinds:
+                config = inputs.flv.config[k]
+                if config is not None:
+                    self.fh.write(tag_bytes(config.type, 0, config.body))
+        except OSError as e:
+            raise WriterError(f"{w.format}: cannot open {self.info.path}: {e}") from e
+        self.kinds = kinds
+        self.begin_t = t
+        self.base = [round(t / tb) for tb in inputs.tb]
+        self.last = [-1, -1]
+        self.end = [0, 0]
+        self.gaps: list[tuple[float, float]] = []
+        self.codecs = tuple(str(inputs.codec(k)) for k in kinds)
+        self.format = w.format
+        self.flushed = False
+
+    def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, tb: Any, nudge: int) -> None:
+        """Append a tag with its timestamp relative to this file's start (never negative)."""
+        d = dts - self.base[kind]
+        last = self.last[kind]
+        if d <= last:
+            d = last + nudge
+        elif d < 0:
+            d = 0
+        self.last[kind] = d
+        self.end[kind] = d + (dur if dur > 0 else d - last)
+        body = pkt.body
+        n = len(body)
+        try:
+            write = self.fh.write
+            write(tag_header(pkt.type, d, n))
+            write(body)
+            write(tag_trailer(n))
+            if not self.flushed:  # the first frame reaches the disk at once
+                self.fh.flush()
+                self.flushed = True
+        except OSError as e:
+            raise WriterError(f"{self.format}: {type(e).__name__}: {e}") from e
+
+    def rebase(self, old: list[Fraction], new: list[Fraction]) -> None:
+        """Native pulls always count in milliseconds: nothing to convert."""
+
+    def finish(self, ctx: WriterContext, tb: list[Fraction]) -> None:
+        """Fill in duration and size, close, move to the final name and announce."""
+        duration = max(float(max(self.end[k], self.last[k]) * tb[k]) for k in self.kinds)
+        try:
+            fh = self.fh
+            size = fh.tell()
+            for key, value in (("duration", duration), ("filesize", float(size))):
+                fh.seek(self.patch[key])
+                fh.write(DOUBLE.pack(value))
+            fh.close()
+        except OSError as e:
+            raise WriterError(f"{self.format}: closing {self.info.path}: {e}") from e
+        finish_file(
+            ctx,
+            self.info,
+            end_ms=ctx.wall_ms(self.begin_t + duration),
+            duration=duration,
+            codecs=self.codecs,
+            gaps=tuple(self.gaps),
+        )

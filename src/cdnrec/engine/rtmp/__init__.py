@@ -1,0 +1,1 @@
+"""A native RTMP play client: handshake, chunk streams and commands, read in batches."""

@@ -1,0 +1,206 @@
+"""Pulls whose packets are FLV tags read by cdnrec itself (native RTMP), polled in batches.
+
+FFmpeg's RTMP client reads every chunk with its own system calls and wakes a thread per frame;
+here a recorder thread wakes every ``POLL`` seconds, drains its socket in one call and hands the
+tags on. FLV outputs copy the tags as they are; other formats get PyAV packets made from them.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import av
+
+from cdnrec.engine.flv import amf0
+from cdnrec.engine.flv.tags import AUDIO, SCRIPT, VIDEO, Tag, file_header, is_enhanced, tag_bytes
+from cdnrec.engine.formats.base import AUDIO as K_AUDIO
+from cdnrec.engine.formats.base import VIDEO as K_VIDEO
+from cdnrec.engine.formats.base import FlvFeed, Inputs
+from cdnrec.engine.sources.base import Packet, Pull, SourceError
+
+POLL = 0.1
+"""Seconds between two reads of a pull's socket."""
+
+_SETTLE = 1.0  # s after the first frame: kinds not seen by then (and not announced) are absent
+_ANNOUNCED_WAIT = 10.0  # s: how long a kind announced by onMetaData may take to show up
+
+
+class Unsupported(SourceError):
+    """The stream uses something this reader does not parse; FFmpeg's client should read it."""
+
+
+class TagSession(Protocol):
+    """A connection that delivers FLV tags without blocking."""
+
+    ended: str
+
+    def poll(self) -> list[Tag]:
+        """Tags received since the last call (``ended`` is set once the stream is over)."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection."""
+        ...
+
+
+def _kind(tag: Tag) -> int:
+    return K_VIDEO if tag.type == VIDEO else K_AUDIO
+
+
+def metadata_of(tag: Tag) -> dict[str, Any] | None:
+    """The ``onMetaData`` values of a script tag (also inside ``@setDataFrame``), else None."""
+    try:
+        values = amf0.decode_all(tag.body)
+    except amf0.AmfError:
+        return None
+    if values and values[0] == "@setDataFrame":
+        values = values[1:]
+    if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
+        return values[1]
+    return None
+
+
+def _frame_ms(stream: Any, meta: dict[str, Any]) -> int:
+    """Duration in ms of one frame of ``stream`` (what FFmpeg's FLV demuxer would report)."""
+    if stream is None:
+        return 0
+    if stream.type == "audio":
+        cc = stream.codec_context
+        size, rate = cc.frame_size or 0, cc.sample_rate or 0
+        return round(size * 1000 / rate) if size and rate else 0
+    rate = meta.get("framerate") or stream.average_rate or stream.guessed_rate
+    return round(1000 / float(rate)) if rate and float(rate) > 0 else 0
+
+
+class FlvPull(Pull):
+    """A live pull of FLV tags; opening reads until the streams are known, like a probe."""
+
+    def __init__(self, session: TagSession, timeout: float, wait: Callable[[float], bool]) -> None:
+        self.session = session
+        self.timeout = timeout
+        self.wait = wait
+        self.buffered: list[Tag] = []
+        self.meta: dict[str, Any] = {}
+        self.config: list[Tag | None] = [None, None]
+        self.first: list[Tag | None] = [None, None]
+        self._resolve()
+        self.inputs = self._probe()
+
+    # -- opening -------------------------------------------------------------------------------
+    def _resolve(self) -> None:
+        """Read until every kind of media the stream has is known (or a timeout)."""
+        last_data = time.monotonic()
+        first_media: float | None = None
+        while True:
+            tags = self.session.poll()
+            now = time.monotonic()
+            if tags:
+                last_data = now
+            for tag in tags:
+                self._learn(tag)
+                if first_media is None and self.first != [None, None]:
+                    first_media = now
+            if self._known(first_media, now):
+                return
+            if self.session.ended:
+                raise SourceError(self.session.ended)
+            if now - last_data > self.timeout:
+                raise SourceError(f"no media within {self.timeout:g} s")
+            if self.wait(POLL):
+                raise SourceError("stopped")
+
+    def _learn(self, tag: Tag) -> None:
+        self.buffered.append(tag)
+        if tag.type == SCRIPT:
+            meta = metadata_of(tag)
+            if meta is not None and not self.meta:
+                self.meta = meta
+            return
+        if is_enhanced(tag):
+            raise Unsupported("Enhanced RTMP (FourCC) video")
+        k = _kind(tag)
+        if tag.is_config():
+            self.config[k] = tag
+        elif tag.is_media() and self.first[k] is None:
+            self.first[k] = tag
+
+    def _known(self, first_media: float | None, now: float) -> bool:
+        have = [self.first[k] is not None for k in (K_VIDEO, K_AUDIO)]
+        if all(have):
+            return True
+        if first_media is None:
+            return False
+        # nginx-rtmp announces absent kinds with codec ID 0
+        announced = [bool(self.meta.get(key)) for key in ("videocodecid", "audiocodecid")]
+        if self.meta and not any(a and not h for a, h in zip(announced, have, strict=True)):
+            return True
+        return now - first_media > (_ANNOUNCED_WAIT if self.meta else _SETTLE)
+
+    def _probe(self) -> Inputs:
+        """PyAV streams describing the pull, from its headers and first frames."""
+        kinds = [k for k in (K_VIDEO, K_AUDIO) if self.first[k] is not None]
+        data = bytearray(file_header(K_VIDEO in kinds, K_AUDIO in kinds))
+        for k in kinds:
+            for tag in (self.config[k], self.first[k]):
+                if tag is not None:
+                    data += tag_bytes(tag.type, 0, tag.body)
+        try:
+            probe = av.open(io.BytesIO(bytes(data)), "r", format="flv")
+        except (av.FFmpegError, OSError) as e:
+            raise Unsupported(f"FLV probe failed: {type(e).__name__}: {e}") from e
+        video = next(iter(probe.streams.video), None) if K_VIDEO in kinds else None
+        audio = next(iter(probe.streams.audio), None) if K_AUDIO in kinds else None
+        inputs = Inputs.of(video, audio)
+        inputs.flv = FlvFeed(self.config, self.meta)
+        inputs.keep = probe
+        self.durations = [_frame_ms(video, self.meta), _frame_ms(audio, self.meta)]
+        return inputs
+
+    # -- reading -------------------------------------------------------------------------------
+    def packets(self) -> Iterator[Packet]:
+        """Media tags as packets; a changed codec configuration ends the pull."""
+        present = [s is not None for s in self.inputs.streams]
+        vdur, adur = self.durations
+        config = self.config
+        pending, self.buffered = self.buffered, []
+        last_data = time.monotonic()
+        while True:
+            for tag in pending:
+                typ = tag.type
+                if typ != VIDEO and typ != AUDIO:
+                    continue
+                k = K_VIDEO if typ == VIDEO else K_AUDIO
+                if not present[k]:
+                    continue
+                if tag.is_media():
+                    ts = tag.ts
+                    if k == K_VIDEO:
+                        yield tag, k, ts, ts + tag.cts(), vdur, tag.body[0] >> 4 == 1
+                    else:
+                        yield tag, k, ts, ts, adur, True
+                elif tag.is_config():
+                    old = config[k]
+                    if old is not None and old.body != tag.body:
+                        self.ended = "the codec configuration changed"
+                        return
+                    config[k] = tag
+            if self.session.ended:
+                self.ended = self.session.ended
+                return
+            if self.wait(POLL):
+                # The recorder stops at its next check (every 32 packets, as with FFmpeg
+                # pulls), so a stop just after a split does not leave a file of one frame.
+                time.sleep(POLL)
+            pending = self.session.poll()
+            now = time.monotonic()
+            if pending:
+                last_data = now
+            elif now - last_data > self.timeout:
+                raise SourceError(f"no data for {self.timeout:g} s")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.session.close()

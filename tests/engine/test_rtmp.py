@@ -1,0 +1,217 @@
+"""cdnrec's own RTMP play client and FLV tag handling, against byte layouts and nginx-rtmp."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import av
+import pytest
+from tests.engine.conftest import stream_name
+from tests.engine.test_formats import wait_live
+from tests.support.origins import NginxRtmp, free_port, publish
+
+from cdnrec.engine.flv import amf0
+from cdnrec.engine.flv.tags import AUDIO, VIDEO, Tag, tag_bytes
+from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, chunk
+from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay, Target
+from cdnrec.engine.sources import AvPull, SourceError, open_source
+from cdnrec.engine.sources.flvpull import FlvPull, metadata_of
+
+
+def test_amf0_round_trip() -> None:
+    """Commands survive encoding and decoding, nested objects and arrays included."""
+    values = [
+        "connect",
+        1.0,
+        {"app": "live", "fpad": False, "n": 2.5, "o": {"x": None}},
+        [1.0, "a"],
+    ]
+    assert amf0.decode_all(b"".join(amf0.encode(v) for v in values)) == values
+    meta = amf0.encode("onMetaData") + amf0.encode_ecma({"width": 640.0, "stereo": True})
+    assert metadata_of(Tag(18, 0, meta)) == {"width": 640.0, "stereo": True}
+    with pytest.raises(amf0.AmfError):
+        amf0.decode_all(amf0.encode("truncated")[:-2])
+
+
+def test_chunks_reassemble_every_header_form() -> None:
+    """Full, delta and continuation headers, extended timestamps and a chunk size change."""
+    big = bytes(range(256)) * 3
+    stream = chunk(4, VIDEO, 1, 1000, big, 128)  # fmt 0 then fmt 3 continuations
+    # fmt 1 (delta 40, new length/type), fmt 2 (delta 40, same length), fmt 3 (same delta again)
+    stream += bytes([0x44]) + (40).to_bytes(3, "big") + (3).to_bytes(3, "big") + bytes([AUDIO])
+    stream += b"abc"
+    stream += bytes([0x84]) + (40).to_bytes(3, "big") + b"def"
+    stream += bytes([0xC4]) + b"ghi"
+    stream += chunk(5, AUDIO, 1, 0x01000000, b"x" * 200, 128)  # extended timestamp
+    stream += chunk(2, 1, 0, 0, (4096).to_bytes(4, "big"), 128)  # set chunk size
+    stream += chunk(6, VIDEO, 1, 5, big, 4096)
+    reader = ChunkReader()
+    got = []
+    for i in range(0, len(stream), 7):  # arbitrary TCP segmentation
+        got += reader.feed(stream[i : i + 7])
+    assert [(m.type, m.ts, m.body) for m in got] == [
+        (VIDEO, 1000, big),
+        (AUDIO, 1040, b"abc"),
+        (AUDIO, 1080, b"def"),
+        (AUDIO, 1120, b"ghi"),
+        (AUDIO, 0x01000000, b"x" * 200),
+        (1, 0, (4096).to_bytes(4, "big")),
+        (VIDEO, 5, big),
+    ]
+    assert reader.chunk_size == 4096
+    with pytest.raises(ChunkError):
+        ChunkReader().feed(bytes([0x47]) + bytes(7))  # a delta header on an unknown stream
+
+
+def test_tag_fields() -> None:
+    """Sequence headers, frames, key frames and composition times are read from the body."""
+    config = Tag(VIDEO, 0, bytes([0x17, 0, 0, 0, 0, 1, 2]))
+    key = Tag(VIDEO, 40, bytes([0x17, 1, 0xFF, 0xFF, 0xD8, 9, 9]))  # cts -40
+    inter = Tag(VIDEO, 80, bytes([0x27, 1, 0, 0, 80, 9]))
+    aac_config = Tag(AUDIO, 0, bytes([0xAF, 0, 0x12, 0x10]))
+    aac = Tag(AUDIO, 10, bytes([0xAF, 1, 7, 7]))
+    assert config.is_config()
+    assert not config.is_media()
+    assert key.is_media()
+    assert key.is_keyframe()
+    assert key.cts() == -40
+    assert inter.is_media()
+    assert not inter.is_keyframe()
+    assert inter.cts() == 80
+    assert aac_config.is_config()
+    assert aac.is_media()
+    assert aac.payload_offset() == 2
+    assert tag_bytes(VIDEO, 0x01020304, b"ab") == (
+        bytes([VIDEO, 0, 0, 2, 0x02, 0x03, 0x04, 0x01, 0, 0, 0]) + b"ab" + (13).to_bytes(4, "big")
+    )
+
+
+def test_target_parsing() -> None:
+    """Application, play path (query kept for token auth) and tcUrl come from the URL."""
+    t = Target("rtmp://origin.example:1936/live/room1?txSecret=a&txTime=b")
+    assert (t.host, t.port, t.app) == ("origin.example", 1936, "live")
+    assert t.play_path == "room1?txSecret=a&txTime=b"
+    assert t.tc_url == "rtmp://origin.example:1936/live"
+    with pytest.raises(RtmpError):
+        Target("rtmp://host/only-app")
+
+
+@pytest.mark.nginx
+def test_play_reads_tags_and_sees_the_end(nginx: NginxRtmp, av_clip: Path) -> None:
+    """Against nginx-rtmp: headers and frames arrive in order; unpublishing ends the play."""
+    name = stream_name("rt")
+    pub = publish(av_clip, nginx.url(name))
+    try:
+        wait_live(nginx.url(name))
+        play = RtmpPlay(nginx.url(name), 2.0)
+        play.open(lambda: False)
+        tags: list[Tag] = []
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            tags += play.poll()
+            time.sleep(0.1)
+        assert not play.ended
+    finally:
+        pub.stop()
+    for _ in range(50):
+        play.poll()
+        if play.ended:
+            break
+        time.sleep(0.1)
+    play.close()
+    assert play.ended
+    video = [t for t in tags if t.type == VIDEO]
+    audio = [t for t in tags if t.type == AUDIO]
+    assert video[0].is_config()
+    assert video[1].is_keyframe()
+    assert audio[0].is_config()
+    assert len(audio) > 100
+    assert all(a.ts <= b.ts for a, b in itertools.pairwise(video))
+    # 25 fps read every 0.1 s from the first key frame on: no frame lost in between
+    assert len(video) > 40
+    assert {b.ts - a.ts for a, b in itertools.pairwise(video[1:])} == {40}
+
+
+@pytest.mark.nginx
+def test_native_pull_matches_ffmpeg(nginx: NginxRtmp, av_clip: Path) -> None:
+    """The native pull describes the stream as FFmpeg's does and yields the same packets."""
+    name = stream_name("rt")
+    pub = publish(av_clip, nginx.url(name))
+    try:
+        wait_live(nginx.url(name))
+        native = open_source(nginx.url(name), 2.0)
+        ffmpeg = open_source(nginx.url(name), 2.0, native_rtmp=False)
+        assert isinstance(native, FlvPull)
+        assert isinstance(ffmpeg, AvPull)
+        try:
+            for k in (0, 1):
+                a, b = native.inputs.streams[k], ffmpeg.inputs.streams[k]
+                assert a.codec_context.name == b.codec_context.name
+                assert a.codec_context.extradata == b.codec_context.extradata
+            assert native.inputs.streams[0].codec_context.width == 320
+            ours = _first_video_frames(native, 100)
+            theirs = _first_video_frames(ffmpeg, 30)
+        finally:
+            native.close()
+            ffmpeg.close()
+    finally:
+        pub.stop()
+    # Both joined the live stream at different moments: compare where they overlap.
+    start = next(i for i, p in enumerate(ours) if p[0] == theirs[0][0])
+    assert ours[start : start + len(theirs)] == theirs
+
+
+def _first_video_frames(pull: object, n: int) -> list[tuple[int, int, bool, bytes]]:
+    out = []
+    for pkt, k, dts, pts, dur, key in pull.packets():  # type: ignore[attr-defined]
+        if k == 0:
+            data = bytes(pkt.body[5:]) if isinstance(pkt, Tag) else bytes(pkt)
+            out.append((dts, pts, key, data))
+            assert dur == 40
+        if len(out) == n:
+            break
+    return out
+
+
+def test_nothing_listening_is_a_source_error() -> None:
+    """A refused connection is a source error (the recorder retries), not a crash."""
+    with pytest.raises(SourceError):
+        open_source(f"rtmp://127.0.0.1:{free_port()}/live/x", 1.0)
+
+
+@pytest.mark.nginx
+def test_stream_not_live_times_out(nginx: NginxRtmp) -> None:
+    """nginx-rtmp holds a play of an unpublished stream open: no media within the timeout."""
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="no media"):
+        open_source(nginx.url(stream_name("absent")), 1.0)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.nginx
+def test_passthrough_flv_is_playable(nginx: NginxRtmp, av_clip: Path, tmp_path: Path) -> None:
+    """Tags written as they came, behind cdnrec's header and metadata, open in FFmpeg."""
+    name = stream_name("rt")
+    pub = publish(av_clip, nginx.url(name))
+    try:
+        wait_live(nginx.url(name))
+        pull = open_source(nginx.url(name), 2.0)
+        assert isinstance(pull, FlvPull)
+        out = tmp_path / "x.flv"
+        with out.open("wb") as fh:
+            fh.write(b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00")
+            for tag in pull.config:
+                assert tag is not None
+                fh.write(tag_bytes(tag.type, 0, tag.body))
+            for n, (pkt, _k, dts, _pts, _dur, _key) in enumerate(pull.packets(), 1):
+                fh.write(tag_bytes(pkt.type, dts, pkt.body))
+                if n == 100:
+                    break
+        pull.close()
+    finally:
+        pub.stop()
+    with av.open(str(out)) as c:
+        assert {s.type for s in c.streams} == {"video", "audio"}
+        assert sum(1 for p in c.demux() if p.size) == 100
