@@ -167,6 +167,10 @@ class Recorder:
         if first is not None:
             raise first
 
+    def _flush(self) -> None:
+        for w in self.writers.values():
+            w.flush()
+
     def _state(self, state: str, detail: str = "") -> None:
         if state != self._state_now:
             self._state_now = state
@@ -206,6 +210,7 @@ class Recorder:
         deadline = self.plan.deadline
         clock = self.clock
         n = 0
+        pull.idle = self._flush
         packets = pull.packets()
         # Only reading is a source error (retried); anything a writer raises fails the recording.
         try:

@@ -142,6 +142,10 @@ class Writer(Protocol):
         """Close and announce the current file; the next packet starts a new one."""
         ...
 
+    def flush(self) -> None:
+        """Hand what is buffered to the OS: the pull is about to wait for more packets."""
+        ...
+
 
 def buffer_size(inputs: Inputs, kinds: tuple[int, ...]) -> int:
     """About half a second of bytes: what a kill -9 may lose from the I/O buffer."""

@@ -71,6 +71,9 @@ class _File:
         except Exception as e:
             raise WriterError(f"{self.format}: {type(e).__name__}: {e}") from e
 
+    def flush(self) -> None:
+        """FFmpeg's I/O buffer is written out when full (about 0.5 s of media)."""
+
     def rebase(self, old: list[Fraction], new: list[Fraction]) -> None:
         """Express this file's counters in a new pull's time bases."""
         for k in (VIDEO, AUDIO):
@@ -202,6 +205,12 @@ class CopyWriter:
         """Record a resumed interruption in the current file."""
         if self.cur is not None:
             self.cur.gaps.append((round(at - self.cur.begin_t, 3), round(length, 3)))
+
+    def flush(self) -> None:
+        """Write out what the open files buffer (FFmpeg-muxed files flush on their own)."""
+        for f in (self.prev, self.cur):
+            if f is not None:
+                f.flush()
 
     def close(self) -> None:
         """Close and announce the current file (and one still taking late packets)."""

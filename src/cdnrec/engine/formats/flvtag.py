@@ -80,7 +80,6 @@ class TagFile:
         self.gaps: list[tuple[float, float]] = []
         self.codecs = tuple(str(inputs.codec(k)) for k in kinds)
         self.format = w.format
-        self.flushed = False
 
     def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, tb: Any, nudge: int) -> None:
         """Append a tag with its timestamp relative to this file's start (never negative)."""
@@ -99,9 +98,13 @@ class TagFile:
             write(tag_header(pkt.type, d, n))
             write(body)
             write(tag_trailer(n))
-            if not self.flushed:  # the first frame reaches the disk at once
-                self.fh.flush()
-                self.flushed = True
+        except OSError as e:
+            raise WriterError(f"{self.format}: {type(e).__name__}: {e}") from e
+
+    def flush(self) -> None:
+        """Write out the buffered tags (once per read of the pull: ≤ 0.5 s of media)."""
+        try:
+            self.fh.flush()
         except OSError as e:
             raise WriterError(f"{self.format}: {type(e).__name__}: {e}") from e
 

@@ -236,6 +236,9 @@ class HlsWriter:
             self.discontinuity = True
             self.gaps.append((round(sum(s.duration for s in self.segments), 3), round(length, 3)))
 
+    def flush(self) -> None:
+        """FFmpeg's I/O buffer is written out when full (about 0.5 s of media)."""
+
     def close(self) -> None:
         """Close the last segment and finish the playlist with ENDLIST."""
         self._close_segment()

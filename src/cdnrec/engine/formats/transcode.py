@@ -183,6 +183,9 @@ class TranscodeWriter:
             gaps=tuple(self.gaps),
         )
 
+    def flush(self) -> None:
+        """FFmpeg's I/O buffer is written out when full (about 0.5 s of media)."""
+
     def close(self) -> None:
         """Drain the encoder into the current file, then close and announce it."""
         if self.encoder is not None:

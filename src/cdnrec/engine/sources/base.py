@@ -34,6 +34,8 @@ class Pull:
     ended: str = ""
     adts_possible: bool = False
     """Whether audio may arrive as ADTS and need converting (MPEG-TS based pulls)."""
+    idle: Callable[[], None] = staticmethod(_nothing)
+    """Called by pulls that read in batches before they wait: the recorder flushes its files."""
 
     def packets(self) -> Iterator[Packet]:
         """Packets in arrival order; a read failure raises SourceError."""

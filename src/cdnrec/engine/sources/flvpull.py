@@ -21,8 +21,15 @@ from cdnrec.engine.formats.base import VIDEO as K_VIDEO
 from cdnrec.engine.formats.base import FlvFeed, Inputs
 from cdnrec.engine.sources.base import Packet, Pull, SourceError
 
-POLL = 0.1
-"""Seconds between two reads of a pull's socket."""
+POLL = 0.5
+"""Seconds between two reads of a pull's socket once it records (what arrives meanwhile waits in
+the kernel; a kill -9 can lose it and the writer's ~0.5 s buffer, about 1 s in all)."""
+
+POLL_FIRST = 0.05
+"""Seconds between reads while a pull opens and for ``FIRST`` s after: the first key frame reaches
+the disk at once."""
+
+FIRST = 3.0
 
 _SETTLE = 1.0  # s after the first frame: kinds not seen by then (and not announced) are absent
 _ANNOUNCED_WAIT = 10.0  # s: how long a kind announced by onMetaData may take to show up
@@ -109,7 +116,7 @@ class FlvPull(Pull):
                 raise SourceError(self.session.ended)
             if now - last_data > self.timeout:
                 raise SourceError(f"no media within {self.timeout:g} s")
-            if self.wait(POLL):
+            if self.wait(POLL_FIRST):
                 raise SourceError("stopped")
 
     def _learn(self, tag: Tag) -> None:
@@ -167,6 +174,7 @@ class FlvPull(Pull):
         config = self.config
         pending, self.buffered = self.buffered, []
         last_data = time.monotonic()
+        slow_from = last_data + FIRST
         while True:
             for tag in pending:
                 typ = tag.type
@@ -190,10 +198,12 @@ class FlvPull(Pull):
             if self.session.ended:
                 self.ended = self.session.ended
                 return
-            if self.wait(POLL):
+            self.idle()
+            pause = POLL if time.monotonic() > slow_from else POLL_FIRST
+            if self.wait(pause):
                 # The recorder stops at its next check (every 32 packets, as with FFmpeg
                 # pulls), so a stop just after a split does not leave a file of one frame.
-                time.sleep(POLL)
+                time.sleep(POLL_FIRST)
             pending = self.session.poll()
             now = time.monotonic()
             if pending:
