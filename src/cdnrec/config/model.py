@@ -79,8 +79,8 @@ class RecorderSettings(_Frozen):
     path_template: str = DEFAULT_PATH_TEMPLATE
     lease: Duration = 15.0
     poll: Duration = 0.5
-    rtmp_client: Literal["native", "ffmpeg"] = "native"
-    """Who pulls plain rtmp:// sources: cdnrec's own client (FLV tags copied) or FFmpeg's."""
+    pull_client: Literal["native", "ffmpeg"] = "native"
+    """Who pulls rtmp:// and http:// FLV sources: cdnrec's own client (tags copied) or FFmpeg."""
 
 
 class RetentionSettings(_Frozen):

@@ -32,8 +32,8 @@ class RecordingPlan:
     deadline: float | None
     storage_root: Path
     path_template: str = DEFAULT_PATH_TEMPLATE
-    native_rtmp: bool = True
-    """Pull plain rtmp:// sources with cdnrec's own client (False: FFmpeg's)."""
+    native_pull: bool = True
+    """Pull plain rtmp:// and http:// FLV sources with cdnrec's own client (False: FFmpeg's)."""
 
     def __post_init__(self) -> None:
         if not self.sources:

@@ -145,7 +145,7 @@ class Recorder:
                 break
             try:
                 pull = open_source(
-                    url, self.read_timeout, self._stop.wait, native_rtmp=self.plan.native_rtmp
+                    url, self.read_timeout, self._stop.wait, native=self.plan.native_pull
                 )
                 return pull, ""
             except SourceError as e:

@@ -127,3 +127,43 @@ class Metadata:
 
 DOUBLE = struct.Struct(">d")
 """How the patched metadata values are written."""
+
+
+class FlvError(ValueError):
+    """Bytes that are not an FLV stream."""
+
+
+class FlvReader:
+    """Turns an FLV byte stream (header, then tags) into tags; partial tags wait for more."""
+
+    def __init__(self, max_tag: int = 16 * 1024 * 1024) -> None:
+        self._buf = bytearray()
+        self._header = True
+        self.max_tag = max_tag
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Tag]:
+        """Every tag completed by ``data``, in order."""
+        buf = self._buf
+        buf += data
+        pos = 0
+        if self._header:
+            if len(buf) < 9:
+                return []
+            if buf[:3] != b"FLV":
+                raise FlvError("the response is not FLV")
+            pos = int.from_bytes(buf[5:9], "big") + 4
+            self._header = False
+        out: list[Tag] = []
+        n = len(buf)
+        while pos + 11 <= n:
+            size = (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+            if size > self.max_tag:
+                raise FlvError(f"tag of {size} bytes is too long")
+            end = pos + 11 + size
+            if end + 4 > n:
+                break
+            ts = (buf[pos + 4] << 16) | (buf[pos + 5] << 8) | buf[pos + 6] | (buf[pos + 7] << 24)
+            out.append(Tag(buf[pos] & 0x1F, ts, bytes(buf[pos + 11 : end])))
+            pos = end + 4
+        del buf[: min(pos, n)]
+        return out

@@ -13,6 +13,7 @@ import av
 from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay
 from cdnrec.engine.sources.base import AvPull, Pull, Source, SourceError, never
 from cdnrec.engine.sources.flvpull import FlvPull, Unsupported
+from cdnrec.engine.sources.httpflv import HttpFlvError, HttpFlvPlay
 
 # Shorter stream probing for FLV-based pulls: the frame-rate probe waits for extra video frames
 # that copying does not need (av.open on nginx-rtmp: 0.4 s instead of 1.8-2.6 s). Not for
@@ -37,13 +38,18 @@ def _open_av(url: str, options: dict[str, str], fmt: str | None = None) -> Pull:
     return AvPull(container)
 
 
-def open_native_rtmp(url: str, timeout: float, wait: Wait = _sleep) -> Pull:
-    """Play ``url`` with cdnrec's own RTMP client; Unsupported when FFmpeg should read it."""
-    session = RtmpPlay(url, timeout)
+def open_native(url: str, timeout: float, wait: Wait = _sleep) -> Pull:
+    """Pull ``url`` (rtmp:// or http:// FLV) with cdnrec's own client.
+
+    Unsupported when FFmpeg's client should read it instead.
+    """
+    session: RtmpPlay | HttpFlvPlay = (
+        RtmpPlay(url, timeout) if urlsplit(url).scheme == "rtmp" else HttpFlvPlay(url, timeout)
+    )
     try:
         session.open(lambda: wait(0))
         return FlvPull(session, timeout, wait)
-    except RtmpError as e:
+    except (RtmpError, HttpFlvError) as e:
         session.close()
         raise SourceError(str(e)) from e
     except SourceError:
@@ -53,6 +59,12 @@ def open_native_rtmp(url: str, timeout: float, wait: Wait = _sleep) -> Pull:
 
 def _timeout_us(timeout: float) -> str:
     return str(max(1, int(timeout * 1_000_000)))
+
+
+def _native_kind(url: str) -> bool:
+    """Whether cdnrec's own client reads ``url``: plain rtmp://, and http:// that is not HLS."""
+    parts = urlsplit(url)
+    return parts.scheme == "rtmp" or (parts.scheme == "http" and not parts.path.endswith(".m3u8"))
 
 
 class RtmpSource:
@@ -170,15 +182,15 @@ def source_for(url: str) -> Source:
     raise SourceError(f"no source handles {urlsplit(url).scheme or 'this'} URLs")
 
 
-def open_source(url: str, timeout: float, wait: Wait = _sleep, *, native_rtmp: bool = True) -> Pull:
+def open_source(url: str, timeout: float, wait: Wait = _sleep, *, native: bool = True) -> Pull:
     """Open ``url`` with the source kind that handles it.
 
-    Plain rtmp:// URLs go to cdnrec's own client first (``native_rtmp``); a stream it cannot
-    parse falls back to FFmpeg's.
+    Plain rtmp:// and http:// FLV URLs go to cdnrec's own client first (``native``); a stream it
+    cannot parse falls back to FFmpeg's.
     """
-    if native_rtmp and urlsplit(url).scheme == "rtmp":
+    if native and _native_kind(url):
         try:
-            return open_native_rtmp(url, timeout, wait)
+            return open_native(url, timeout, wait)
         except Unsupported:
             pass
     return source_for(url).open(url, timeout, lambda: wait(0))

@@ -1,19 +1,22 @@
-"""cdnrec's own RTMP play client and FLV tag handling, against byte layouts and nginx-rtmp."""
+"""cdnrec's own RTMP and HTTP-FLV pull and FLV tag handling: byte layouts, nginx-rtmp, HTTP."""
 
 from __future__ import annotations
 
 import itertools
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
 import pytest
 from tests.engine.conftest import stream_name
 from tests.engine.test_formats import wait_live
-from tests.support.origins import NginxRtmp, free_port, publish
+from tests.support.origins import NginxRtmp, free_port, listen_flv, publish
 
 from cdnrec.engine.flv import amf0
-from cdnrec.engine.flv.tags import AUDIO, VIDEO, Tag, tag_bytes
+from cdnrec.engine.flv.tags import AUDIO, VIDEO, FlvError, FlvReader, Tag, tag_bytes
 from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, chunk
 from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay, Target
 from cdnrec.engine.sources import AvPull, SourceError, open_source
@@ -142,7 +145,7 @@ def test_native_pull_matches_ffmpeg(nginx: NginxRtmp, av_clip: Path) -> None:
     try:
         wait_live(nginx.url(name))
         native = open_source(nginx.url(name), 2.0)
-        ffmpeg = open_source(nginx.url(name), 2.0, native_rtmp=False)
+        ffmpeg = open_source(nginx.url(name), 2.0, native=False)
         assert isinstance(native, FlvPull)
         assert isinstance(ffmpeg, AvPull)
         try:
@@ -215,3 +218,87 @@ def test_passthrough_flv_is_playable(nginx: NginxRtmp, av_clip: Path, tmp_path: 
     with av.open(str(out)) as c:
         assert {s.type for s in c.streams} == {"video", "audio"}
         assert sum(1 for p in c.demux() if p.size) == 100
+
+
+def test_flv_reader_splits_a_byte_stream() -> None:
+    """Header skipped, tags rebuilt across arbitrary reads, garbage refused."""
+    stream = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
+    stream += tag_bytes(VIDEO, 0x01000028, b"v" * 5000) + tag_bytes(AUDIO, 40, b"a" * 10)
+    reader = FlvReader()
+    tags = [t for i in range(0, len(stream), 333) for t in reader.feed(stream[i : i + 333])]
+    assert [(t.type, t.ts, t.body) for t in tags] == [
+        (VIDEO, 0x01000028, b"v" * 5000),
+        (AUDIO, 40, b"a" * 10),
+    ]
+    with pytest.raises(FlvError):
+        FlvReader().feed(b"<html>not flv</html>")
+
+
+def test_http_flv_is_read_natively(av_clip: Path) -> None:
+    """HTTP-FLV from ffmpeg's own HTTP server goes through the native pull."""
+    url = f"http://127.0.0.1:{free_port()}/live/x.flv"
+    pub = listen_flv(av_clip, url)
+    try:
+        for _ in range(50):
+            try:
+                pull = open_source(url, 2.0)
+                break
+            except SourceError:
+                time.sleep(0.1)
+        assert isinstance(pull, FlvPull)
+        try:
+            frames = _first_video_frames(pull, 50)
+        finally:
+            pull.close()
+    finally:
+        pub.stop()
+    assert frames[0][2]
+    assert [b[0] - a[0] for a, b in itertools.pairwise(frames)] == [40] * 49
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """/moved redirects to /flv, /flv is an FLV header and nothing more, /html is not FLV."""
+
+    def do_GET(self) -> None:
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/flv")
+            self.end_headers()
+        elif self.path == "/flv":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00")
+        elif self.path == "/html":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>a login page</html>")
+        else:
+            self.send_error(404)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    """A local HTTP server answering the cases of ``_Answers``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("/missing", "HTTP 404"),
+        ("/html", "not FLV"),
+        ("/moved", "ended"),  # followed to /flv, which ends before any media
+        ("/flv", "ended"),
+    ],
+)
+def test_http_flv_errors_are_source_errors(http_server: str, path: str, error: str) -> None:
+    """Every failure of an HTTP-FLV source is a clear source error (retried by the recorder)."""
+    with pytest.raises(SourceError, match=error):
+        open_source(http_server + path, 1.0)
