@@ -63,13 +63,15 @@ class TagFile:
         meta = _metadata(inputs, kinds)
         head = file_header(VIDEO in kinds, AUDIO in kinds)
         self.patch = meta.patch_offsets(len(head))
+        self.buf = bytearray(head + tag_bytes(SCRIPT, 0, meta.body))
+        for k in kinds:
+            config = inputs.flv.config[k]
+            if config is not None:
+                self.buf += tag_bytes(config.type, 0, config.body)
+        self.limit = bufsize
+        self.size = 0
         try:
-            self.fh = open(self.info.path, "wb", buffering=bufsize)  # noqa: SIM115
-            self.fh.write(head + tag_bytes(SCRIPT, 0, meta.body))
-            for k in kinds:
-                config = inputs.flv.config[k]
-                if config is not None:
-                    self.fh.write(tag_bytes(config.type, 0, config.body))
+            self.fh = open(self.info.path, "wb", buffering=0)  # noqa: SIM115
         except OSError as e:
             raise WriterError(f"{w.format}: cannot open {self.info.path}: {e}") from e
         self.kinds = kinds
@@ -93,20 +95,26 @@ class TagFile:
         self.end[kind] = d + (dur if dur > 0 else d - last)
         body = pkt.body
         n = len(body)
-        try:
-            write = self.fh.write
-            write(tag_header(pkt.type, d, n))
-            write(body)
-            write(tag_trailer(n))
-        except OSError as e:
-            raise WriterError(f"{self.format}: {type(e).__name__}: {e}") from e
+        buf = self.buf
+        buf += tag_header(pkt.type, d, n)
+        buf += body
+        buf += tag_trailer(n)
+        if len(buf) >= self.limit:
+            self.flush()
 
     def flush(self) -> None:
         """Write out the buffered tags (once per read of the pull: ≤ 0.5 s of media)."""
+        if not self.buf:
+            return
         try:
-            self.fh.flush()
+            view = memoryview(self.buf)
+            while view:
+                view = view[self.fh.write(view) or 0 :]
+            view.release()
         except OSError as e:
             raise WriterError(f"{self.format}: {type(e).__name__}: {e}") from e
+        self.size += len(self.buf)
+        self.buf.clear()
 
     def rebase(self, old: list[Fraction], new: list[Fraction]) -> None:
         """Native pulls always count in milliseconds: nothing to convert."""
@@ -114,9 +122,10 @@ class TagFile:
     def finish(self, ctx: WriterContext, tb: list[Fraction]) -> None:
         """Fill in duration and size, close, move to the final name and announce."""
         duration = max(float(max(self.end[k], self.last[k]) * tb[k]) for k in self.kinds)
+        self.flush()
         try:
             fh = self.fh
-            size = fh.tell()
+            size = self.size
             for key, value in (("duration", duration), ("filesize", float(size))):
                 fh.seek(self.patch[key])
                 fh.write(DOUBLE.pack(value))
