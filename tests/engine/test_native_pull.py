@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from tests.support.origins import NginxRtmp, free_port, listen_flv, publish
 
 from cdnrec.engine.flv import amf0
 from cdnrec.engine.flv.tags import AUDIO, VIDEO, FlvError, FlvReader, Tag, tag_bytes
-from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, chunk
+from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, Message, chunk
 from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay, Target
 from cdnrec.engine.sources import AvPull, SourceError, open_source
 from cdnrec.engine.sources.flvpull import FlvPull, metadata_of
@@ -302,3 +303,26 @@ def test_http_flv_errors_are_source_errors(http_server: str, path: str, error: s
     """Every failure of an HTTP-FLV source is a clear source error (retried by the recorder)."""
     with pytest.raises(SourceError, match=error):
         open_source(http_server + path, 1.0)
+
+
+def test_pings_acks_and_peer_bandwidth_are_answered() -> None:
+    """Control messages get the answers RTMP servers expect, on the wire."""
+    ours, theirs = socket.socketpair()
+    play = RtmpPlay("rtmp://127.0.0.1/live/x", 1.0)
+    play.sock = ours
+    try:
+        ping = (6).to_bytes(2, "big") + (123456).to_bytes(4, "big")
+        play._control(Message(4, 0, 0, ping))  # user control: ping request
+        play._control(Message(6, 0, 0, (5_000_000).to_bytes(4, "big") + b"\x02"))
+        play._control(Message(5, 0, 0, (1000).to_bytes(4, "big")))  # window: ack every 500 B
+        play._received_bytes(600)
+        reader = ChunkReader()
+        got = reader.feed(theirs.recv(4096))
+    finally:
+        ours.close()
+        theirs.close()
+    assert [(m.type, m.body) for m in got] == [
+        (4, (7).to_bytes(2, "big") + (123456).to_bytes(4, "big")),  # ping response
+        (5, (5_000_000).to_bytes(4, "big")),  # our window acknowledgement size
+        (3, (600).to_bytes(4, "big")),  # acknowledgement of the bytes received
+    ]

@@ -17,7 +17,7 @@ _ACK, _USER, _WINDOW, _PEER_BW = 3, 4, 5, 6
 _DATA_AMF3, _CMD_AMF3, _DATA, _CMD, _AGGREGATE = 15, 17, 18, 20, 22
 _STREAM_EOF, _PING, _PONG = 1, 6, 7
 _CHUNK = 4096
-_RECV = 256 * 1024
+_RECV = 64 * 1024  # per read call; a batch of 0.5 s takes a few
 
 
 class RtmpError(Exception):

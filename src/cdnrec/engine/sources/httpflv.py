@@ -12,7 +12,7 @@ import h11
 
 from cdnrec.engine.flv.tags import FlvError, FlvReader, Tag
 
-_RECV = 256 * 1024
+_RECV = 64 * 1024  # per read call; a batch of 0.5 s takes a few
 _REDIRECTS = 3
 
 
