@@ -90,6 +90,7 @@ class Service:
         for worker in self.workers:
             worker.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
+        await self.publisher.close()
         await self.sender.close()
         for closer in reversed(self.closers):
             result = closer()
@@ -158,7 +159,7 @@ async def build_service(
             storages.local.root,
             settings.recorder,
             owner=owner,
-            on_file_closed=publisher.nudge,
+            files_to=publisher,
             clock=clock,
         )
     control = Control(

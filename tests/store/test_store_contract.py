@@ -256,6 +256,23 @@ async def test_a_stopping_task_is_still_claimed_so_that_a_recorder_closes_it(sto
     assert (claimed.id, claimed.state) == (task.id, TaskState.STOPPING)
 
 
+async def test_a_poll_reports_stops_and_claims_new_tasks_at_once(
+    store: Store, second_store: Store
+) -> None:
+    running, _ = await store.tasks.start(task_of("s1"))
+    idle, _ = await store.tasks.start(task_of("s2"))
+    [first] = await store.tasks.claim("a", NOW_MS, LEASE_MS, 1)
+    assert first.id == running.id
+    assert await store.tasks.poll("a", [running.id], NOW_MS, LEASE_MS, 0) == (set(), [])
+    await store.tasks.request_stop(1, Vendor.TENCENT, "s1", NOW_MS)
+    fresh, _ = await store.tasks.start(task_of("s3"))
+    stopping, claimed = await store.tasks.poll("a", [running.id, "gone"], NOW_MS, LEASE_MS, 5)
+    assert stopping == {running.id}
+    assert {t.id for t in claimed} == {idle.id, fresh.id}
+    assert {(t.owner, t.lease_ms) for t in claimed} == {("a", NOW_MS + LEASE_MS)}
+    assert await second_store.tasks.poll("b", [], NOW_MS + 1, LEASE_MS, 5) == (set(), [])
+
+
 async def test_set_phase_makes_a_pending_task_running(store: Store) -> None:
     task, _ = await store.tasks.start(task_of("s1"))
     await store.tasks.set_phase(task.id, "recording", "rtmp://origin/live/s1")

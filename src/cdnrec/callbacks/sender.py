@@ -13,15 +13,23 @@ import structlog
 from cdnrec.callbacks.signing import signed
 from cdnrec.config import CallbackSettings
 from cdnrec.store import Store
+from cdnrec.store.batching import GroupCommit
 from cdnrec.store.cache import AppCache
-from cdnrec.store.deliveries import ABANDONED, DELIVERED, PENDING
+from cdnrec.store.deliveries import ABANDONED, DELIVERED, PENDING, Attempt
 from cdnrec.store.models import Delivery
 
 log = structlog.get_logger("cdnrec.callbacks")
 
+LOOKAHEAD = 5.0
+"""How far ahead the sender looks for deliveries falling due (its longest sleep), in seconds."""
+
 
 class CallbackSender:
-    """Delivers the outbox; a slow receiver only delays its own deliveries."""
+    """Delivers the outbox; a slow receiver only delays its own deliveries.
+
+    Due deliveries are picked up a page at a time and sent concurrently (at most `concurrency` at
+    once); the outcomes of attempts that end together are recorded in one transaction.
+    """
 
     def __init__(
         self,
@@ -31,15 +39,20 @@ class CallbackSender:
         *,
         clock: Callable[[], float] = time.time,
         concurrency: int = 32,
+        page: int = 200,
     ) -> None:
         self._store = store
         self._apps = apps
         self._settings = settings
         self._clock = clock
+        self._page = page
+        self._backlog = False
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: set[str] = set()
+        self._settled: set[str] = set()
         self._attempts: set[asyncio.Task[None]] = set()
+        self._outcomes = GroupCommit(store.deliveries.attempted)
         self._http = httpx.AsyncClient(timeout=settings.timeout, follow_redirects=False)
 
     def nudge(self) -> None:
@@ -51,45 +64,53 @@ class CallbackSender:
         while True:
             self._wake.clear()
             try:
-                await self.send_due()
-                wait = await self._until_next_due()
+                wait = await self.send_due()
             except Exception:
                 log.exception("callbacks.loop_failed")
                 wait = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
-    async def _until_next_due(self) -> float:
-        next_ms = await self._store.deliveries.next_due_ms()
-        if next_ms is None:
-            return 5.0
-        return min(5.0, max(0.05, next_ms / 1000 - self._clock()))
-
-    async def send_due(self) -> None:
-        """Start an attempt for every due delivery not already in flight."""
-        due = await self._store.deliveries.due(int(self._clock() * 1000), limit=200)
+    async def send_due(self) -> float:
+        """Start an attempt for every due delivery not already in flight; return how long until
+        the next one falls due (at most `LOOKAHEAD` seconds; an attempt that is rescheduled wakes
+        the loop)."""
+        now_ms = int(self._clock() * 1000)
+        self._settled.clear()
+        pending = await self._store.deliveries.due(now_ms + int(LOOKAHEAD * 1000), self._page)
+        due = [d for d in pending if d.next_ms <= now_ms]
+        self._backlog = len(due) >= self._page
         for delivery in due:
-            if delivery.id not in self._inflight:
+            # one whose attempt ended while this query ran may be stale here: it waits a round
+            if delivery.id not in self._inflight and delivery.id not in self._settled:
                 self._inflight.add(delivery.id)
                 attempt = asyncio.create_task(self._attempt(delivery))
                 self._attempts.add(attempt)
                 attempt.add_done_callback(self._attempts.discard)
+        later = [d.next_ms for d in pending if d.next_ms > now_ms]
+        return max(0.05, later[0] / 1000 - self._clock()) if later else LOOKAHEAD
 
     async def _attempt(self, delivery: Delivery) -> None:
+        """Send once, record the outcome (with others that end meanwhile), then let go."""
+        rescheduled = False
         try:
             async with self._slots:
-                await self._deliver(delivery)
+                attempt = await self._deliver(delivery)
+            await self._outcomes.submit(attempt)
+            rescheduled = attempt.state == PENDING
+            await self._after(delivery, attempt)
         except Exception:
             log.exception("callbacks.attempt_crashed", delivery=delivery.id)
         finally:
+            self._settled.add(delivery.id)
             self._inflight.discard(delivery.id)
-            self._wake.set()
+            if rescheduled or self._backlog:
+                self._wake.set()
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _deliver(self, delivery: Delivery) -> Attempt:
         app = await self._apps.get(delivery.app_id)
         if app is None:
-            await self._outcome(delivery, None, "app no longer exists", final=True)
-            return
+            return self._outcome(delivery, None, "app no longer exists", final=True)
         body = signed(delivery.payload, app.signing_secret(), self._clock())
         status: int | None = None
         try:
@@ -98,34 +119,34 @@ class CallbackSender:
             error = "" if 200 <= status < 300 else f"HTTP {status}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        await self._outcome(delivery, status, error, final=False)
+        return self._outcome(delivery, status, error, final=False)
 
-    async def _outcome(
+    def _outcome(
         self, delivery: Delivery, status: int | None, error: str, *, final: bool
-    ) -> None:
+    ) -> Attempt:
         now = self._clock()
         now_ms = int(now * 1000)
-        attempts = delivery.attempts + 1
         if not error:
             state, next_ms = DELIVERED, now_ms
         elif final:
             state, next_ms = ABANDONED, now_ms
         else:
-            state, next_ms = self._retry(delivery, attempts, now)
-        await self._store.deliveries.attempted(
-            delivery.id, state=state, status=status, error=error, next_ms=next_ms, now_ms=now_ms
+            state, next_ms = self._retry(delivery, delivery.attempts + 1, now)
+        return Attempt(
+            delivery.id, delivery.event, delivery.subject, state, status, error, next_ms, now_ms
         )
+
+    async def _after(self, delivery: Delivery, attempt: Attempt) -> None:
+        """Log a recorded attempt; a finished `compose` callback announces its job's file."""
         log.info(
             "callbacks.attempt",
             delivery=delivery.id,
             kind=delivery.event,
-            attempt=attempts,
-            state=state,
-            error=error or None,
+            attempt=delivery.attempts + 1,
+            state=attempt.state,
+            error=attempt.error or None,
         )
-        if state != PENDING and delivery.event == "record":
-            await self._store.files.announced(delivery.subject)
-        elif state != PENDING and delivery.event == "compose":
+        if attempt.state != PENDING and delivery.event == "compose":
             await self._store.jobs.announced(delivery.subject)
 
     def _retry(self, delivery: Delivery, attempts: int, now: float) -> tuple[str, int]:
@@ -143,4 +164,5 @@ class CallbackSender:
         for attempt in list(self._attempts):
             attempt.cancel()
         await asyncio.gather(*self._attempts, return_exceptions=True)
+        await self._outcomes.idle()
         await self._http.aclose()

@@ -1,8 +1,11 @@
 """The supervisor: claims tasks from the store and runs one Recorder thread per task.
 
 It reports what recorders do (files opened and closed, phases, the end of a task) into the store
-and nudges whoever reacts to closed files. Leases are renewed every poll; a recorder whose lease was
-lost is stopped without ending its task, so another process can continue it in a new file.
+and hands closed files to whoever takes them over (the publisher). The file reports of all
+recordings are written together, a transaction per round rather than per file, and a closed file
+that the publisher made durable at once is written stored, with its callback, in that same
+transaction. Leases are renewed every poll; a recorder whose lease was lost is stopped without
+ending its task, so another process can continue it in a new file.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -21,12 +25,16 @@ from cdnrec.config import RecorderSettings
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
 from cdnrec.engine.recorder import Recorder
 from cdnrec.media.repair import repair
-from cdnrec.store import FileFacts, Store, Task, TaskState
+from cdnrec.store import FileFacts, FileState, RecordedFile, Store, Task, TaskState
+from cdnrec.store.batching import GroupCommit
+from cdnrec.store.files import Closing, Published, closed_file, new_file
 
 log = structlog.get_logger("cdnrec.engine")
 
 
-def plan_for(task: Task, storage_root: Path, path_template: str) -> RecordingPlan:
+def plan_for(
+    task: Task, storage_root: Path, path_template: str, *, native_pull: bool = True
+) -> RecordingPlan:
     """The recording plan of a stored task."""
     config = task.config
     return RecordingPlan(
@@ -42,6 +50,7 @@ def plan_for(task: Task, storage_root: Path, path_template: str) -> RecordingPla
         deadline=task.deadline_ms / 1000,
         storage_root=storage_root,
         path_template=path_template,
+        native_pull=native_pull,
     )
 
 
@@ -84,6 +93,23 @@ class _Listener:
         self._put(f)
 
 
+class FileSink(Protocol):
+    """Who takes closed files over (the publisher).
+
+    It may make closed files durable at once, so that a file's close, its stored state and its
+    callback are written in one transaction; files it leaves out are written closed, for it to
+    pick up after.
+    """
+
+    async def prepare(self, files: list[RecordedFile]) -> dict[str, Published]:
+        """What each of these closed files becomes, by file id (before their close is written)."""
+        ...
+
+    def closed(self, files: list[RecordedFile], published: dict[str, Published]) -> None:
+        """The close of these files is written."""
+        ...
+
+
 @dataclass
 class _Run:
     task: Task
@@ -91,7 +117,15 @@ class _Run:
     done: asyncio.Future[str]
     worker: asyncio.Task[None]
     lost: bool = False
-    open_files: dict[tuple[str, int], str] = field(default_factory=dict)
+    open_files: dict[tuple[str, int], RecordedFile] = field(default_factory=dict)
+
+
+@dataclass
+class _Changes:
+    """The file records one recording's reports make: files opened, files closed."""
+
+    opened: list[RecordedFile] = field(default_factory=list)
+    closed: list[tuple[RecordedFile, Closing]] = field(default_factory=list)
 
 
 class Supervisor:
@@ -104,19 +138,20 @@ class Supervisor:
         settings: RecorderSettings,
         *,
         owner: str,
-        on_file_closed: Callable[[], None] = lambda: None,
+        files_to: FileSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._root = storage_root
         self._settings = settings
         self.owner = owner
-        self._nudge = on_file_closed
+        self._sink = files_to
         self._clock = clock
         self._runs: dict[str, _Run] = {}
         self._closing = False
         self._wake = asyncio.Event()
         self._next_renew = 0.0
+        self._files = GroupCommit(self._write_batch)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -146,12 +181,15 @@ class Supervisor:
         lease_ms = int(self._settings.lease * 1000)
         if self._runs and self._clock() >= self._next_renew:
             await self._renew(lease_ms)
-        for task_id in await self._store.tasks.stopping(list(self._runs)):
+        room = self._settings.capacity - len(self._runs)
+        stopping, claimed = await self._store.tasks.poll(
+            self.owner, list(self._runs), self._now_ms(), lease_ms, room
+        )
+        for task_id in stopping:
             stopped = self._runs.get(task_id)  # it may have ended meanwhile
             if stopped is not None:
                 stopped.recorder.stop()
-        room = self._settings.capacity - len(self._runs)
-        for task in await self._store.tasks.claim(self.owner, self._now_ms(), lease_ms, room):
+        for task in claimed:
             await self._launch(task)
 
     async def _renew(self, lease_ms: int) -> None:
@@ -173,7 +211,8 @@ class Supervisor:
             return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
-        plan = plan_for(task, self._root, self._settings.path_template)
+        native = self._settings.pull_client == "native"
+        plan = plan_for(task, self._root, self._settings.path_template, native_pull=native)
         recorder = Recorder(plan, _Listener(loop, queue), clock=self._clock)
         done: asyncio.Future[str] = loop.create_future()
 
@@ -191,35 +230,91 @@ class Supervisor:
         done.add_done_callback(lambda _: queue.put_nowait(None))
 
     async def _follow(self, task_id: str, queue: asyncio.Queue[object]) -> None:
-        """Write a recorder's reports to the store, in the order it made them."""
+        """Write a recorder's reports to the store, in the order it made them.
+
+        What a recorder reported meanwhile is written at once, and files of every recording are
+        written together (group commit): a burst of closed files costs a transaction, not one each.
+        """
         run = self._runs[task_id]
-        while (item := await queue.get()) is not None:
+        ended = False
+        while not ended:
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            ended = None in items  # the last report: the recorder thread has returned
             try:
-                await self._report(run, item)
+                await self._report(run, [item for item in items if item is not None])
             except Exception:
                 log.exception("supervisor.report_failed", task=task_id)
         await self._ended(run)
 
-    async def _report(self, run: _Run, item: object) -> None:
-        if isinstance(item, OpenFile):
-            record = await self._store.files.opened(
-                run.task, item.format, str(item.partial_path), item.begin_ms, self._now_ms()
-            )
-            run.open_files[(item.format, item.begin_ms)] = record.id
-        elif isinstance(item, ClosedFile):
-            # at a split the next file opens before the previous one closes: match by its start
-            file_id = run.open_files.pop((item.format, item.begin_ms), None)
-            if file_id is None:
-                file_id = (
-                    await self._store.files.opened(
-                        run.task, item.format, "", item.begin_ms, self._now_ms()
-                    )
-                ).id
-            await self._store.files.closed(file_id, facts_of(item), self._expiry(run.task))
-            self._nudge()
-        elif isinstance(item, tuple):
-            state, detail = item
+    async def _report(self, run: _Run, items: list[object]) -> None:
+        """Write what a recorder reported (files opened and closed, its latest phase)."""
+        changes = _Changes()
+        phase: tuple[object, ...] | None = None
+        for item in items:
+            if isinstance(item, OpenFile):
+                record = self._new_file(run, item.format, str(item.partial_path), item.begin_ms)
+                changes.opened.append(record)
+                run.open_files[(item.format, item.begin_ms)] = record
+            elif isinstance(item, ClosedFile):
+                changes.closed.append(self._closing_of(run, item, changes))
+            elif isinstance(item, tuple):
+                phase = item  # only the latest phase matters
+        if changes.opened or changes.closed:
+            await self._write_files(run, changes)
+        if phase is not None:
+            state, detail = phase
             await self._store.tasks.set_phase(run.task.id, str(state), str(detail))
+
+    def _new_file(self, run: _Run, fmt: str, partial_path: str, begin_ms: int) -> RecordedFile:
+        return new_file(run.task, fmt, partial_path, begin_ms, self._now_ms())
+
+    def _closing_of(
+        self, run: _Run, item: ClosedFile, changes: _Changes
+    ) -> tuple[RecordedFile, Closing]:
+        """A closed file's record as it will be, and how it is written."""
+        # at a split the next file opens before the previous one closes: match by its start
+        record = run.open_files.pop((item.format, item.begin_ms), None)
+        if record is None:
+            record = self._new_file(run, item.format, "", item.begin_ms)
+            changes.opened.append(record)
+        closing = Closing(record.id, facts_of(item), self._expiry(run.task))
+        return closed_file(record, closing), closing
+
+    async def _write_files(self, run: _Run, changes: _Changes) -> None:
+        """Write one recording's file changes together with those of the other recordings."""
+        try:
+            await self._files.submit(changes)
+        except Exception:
+            # files whose record was not written get a new one when they close
+            for record in changes.opened:
+                if run.open_files.get((record.format, record.begin_ms)) is record:
+                    del run.open_files[(record.format, record.begin_ms)]
+            raise
+
+    async def _write_batch(self, batch: list[_Changes]) -> None:
+        """One transaction for the changes of many recordings; closed files that the sink made
+        durable meanwhile are written as it says, with their callbacks."""
+        opened = [record for changes in batch for record in changes.opened]
+        closed = [pair for changes in batch for pair in changes.closed]
+        records = [record for record, _ in closed]
+        published = await self._prepared(records)
+        closings = [replace(c, published=published.get(c.file_id)) for _, c in closed]
+        await self._store.files.write(opened, closings, self._now_ms())
+        if self._sink is not None and records:
+            self._sink.closed(records, published)
+
+    async def _prepared(self, records: list[RecordedFile]) -> dict[str, Published]:
+        """What the sink made of closed files; nothing when it fails (they are written closed
+        and it picks them up after)."""
+        if self._sink is None or not records:
+            return {}
+        try:
+            return await self._sink.prepare(records)
+        except Exception:
+            log.exception("supervisor.prepare_failed", files=len(records))
+            return {}
 
     def _expiry(self, task: Task) -> int | None:
         retention = task.config.retention
@@ -228,8 +323,9 @@ class Supervisor:
     async def _ended(self, run: _Run) -> None:
         outcome = run.done.result()
         task_id = run.task.id
-        for file_id in run.open_files.values():
-            await self._store.files.discard(file_id)
+        if run.open_files:
+            left = [record.id for record in run.open_files.values()]
+            await self._store.files.set_states(left, FileState.DELETED)
         del self._runs[task_id]
         if run.lost or (self._closing and outcome == "ended"):
             log.info("supervisor.released", task=task_id, outcome=outcome)
@@ -257,8 +353,10 @@ class Supervisor:
                 await self._store.files.discard(record.id)
                 continue
             log.info("supervisor.repaired", task=task.id, key=closed.key)
-            await self._store.files.closed(record.id, facts_of(closed), self._expiry(task))
-            self._nudge()
+            closing = Closing(record.id, facts_of(closed), self._expiry(task))
+            await self._store.files.write(closed=[closing])
+            if self._sink is not None:
+                self._sink.closed([closed_file(record, closing)], {})
 
     async def close(self, grace: float = 15.0) -> None:
         """Stop every recorder (files closed and announced) and release the tasks' leases."""

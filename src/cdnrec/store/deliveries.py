@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import BigInteger, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdnrec.store.ids import new_id
@@ -15,6 +18,31 @@ from cdnrec.store.tables import deliveries, files
 PENDING = "pending"
 DELIVERED = "delivered"
 ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A callback to put in the outbox: one per (event, subject)."""
+
+    app_id: int
+    event: str
+    subject: str
+    url: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one attempt at a delivery; `state` is pending again when it will be retried."""
+
+    delivery_id: str
+    event: str
+    subject: str
+    state: str
+    status: int | None
+    error: str
+    next_ms: int
+    at_ms: int
 
 
 class DeliveryRepo:
@@ -38,37 +66,22 @@ class DeliveryRepo:
 
         With `file_stored`, that file is marked stored in the same transaction.
         """
-        values = {
-            "id": new_id(),
-            "app_id": app_id,
-            "event": event,
-            "subject": subject,
-            "url": url,
-            "payload": payload,
-            "state": PENDING,
-            "attempts": 0,
-            "next_ms": now_ms,
-            "last_error": "",
-            "created_ms": now_ms,
-        }
+        values = _queued(NewDelivery(app_id, event, subject, url, payload), now_ms)
         async with self._engine.begin() as conn:
-            added = await self._insert_once(conn, values)
+            added = (await conn.execute(_INSERT_ONCE[conn.dialect.name], values)).rowcount
             if file_stored is not None:
-                await conn.execute(
-                    update(files)
-                    .where(files.c.id == file_stored, files.c.state == FileState.CLOSED.value)
-                    .values(state=FileState.STORED.value)
-                )
-        return added
+                await conn.execute(_STORED, {"p_ids": [file_stored]})
+        return bool(added)
 
-    @staticmethod
-    async def _insert_once(conn: AsyncConnection, values: dict[str, Any]) -> bool:
-        try:
-            async with conn.begin_nested():
-                await conn.execute(insert(deliveries).values(**values))
-        except IntegrityError:
-            return False
-        return True
+    async def enqueue_many(
+        self, queued: Sequence[NewDelivery], now_ms: int, *, files_stored: Sequence[str] = ()
+    ) -> None:
+        """Add the deliveries that do not exist yet (per event and subject) and mark the files
+        `files_stored` (those of them still closed) stored: one transaction."""
+        async with self._engine.begin() as conn:
+            await insert_once(conn, queued, now_ms)
+            if files_stored:
+                await conn.execute(_STORED, {"p_ids": list(files_stored)})
 
     async def due(self, now_ms: int, limit: int = 50) -> list[Delivery]:
         """Pending deliveries whose next attempt is due."""
@@ -93,30 +106,16 @@ class DeliveryRepo:
             row = (await conn.execute(query)).first()
         return None if row is None else int(row.next_ms)
 
-    async def attempted(
-        self,
-        delivery_id: str,
-        *,
-        state: str,
-        status: int | None,
-        error: str,
-        next_ms: int,
-        now_ms: int,
-    ) -> None:
-        """Record the outcome of one attempt."""
-        values: dict[str, Any] = {
-            "state": state,
-            "attempts": deliveries.c.attempts + 1,
-            "last_status": status,
-            "last_error": error[:2000],
-            "next_ms": next_ms,
-        }
-        if state == DELIVERED:
-            values["delivered_ms"] = now_ms
+    async def attempted(self, attempts: Sequence[Attempt]) -> None:
+        """Record the outcomes of attempts; a `record` delivery that is done (delivered or given
+        up) announces its file (if stored): one transaction."""
+        if not attempts:
+            return
+        done = [a.subject for a in attempts if a.event == "record" and a.state != PENDING]
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(deliveries).where(deliveries.c.id == delivery_id).values(**values)
-            )
+            await conn.execute(_ATTEMPTED, [_attempted(a) for a in attempts])
+            if done:
+                await conn.execute(_ANNOUNCED, {"p_ids": done})
 
     async def redeliver(self, delivery_id: str, now_ms: int) -> bool:
         """Send a delivery again now (from the console); False when it does not exist."""
@@ -139,6 +138,75 @@ class DeliveryRepo:
         query = select(deliveries).order_by(deliveries.c.created_ms.desc()).limit(limit)
         async with self._engine.connect() as conn:
             return [_delivery(r._mapping) for r in await conn.execute(query)]
+
+
+# Statements built once and run with parameters (executemany where there are many rows).
+_CONFLICT: dict[str, Any] = {"index_elements": [deliveries.c.event, deliveries.c.subject]}
+_INSERT_ONCE: dict[str, Any] = {
+    "sqlite": sqlite_insert(deliveries).on_conflict_do_nothing(**_CONFLICT),
+    "postgresql": postgresql_insert(deliveries).on_conflict_do_nothing(**_CONFLICT),
+}
+_STORED = (
+    update(files)
+    .where(files.c.id.in_(bindparam("p_ids", expanding=True)))
+    .where(files.c.state == FileState.CLOSED.value)
+    .values(state=FileState.STORED.value)
+)
+_ANNOUNCED = (
+    update(files)
+    .where(files.c.id.in_(bindparam("p_ids", expanding=True)))
+    .where(files.c.state == FileState.STORED.value)
+    .values(state=FileState.ANNOUNCED.value)
+)
+_ATTEMPTED = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("p_id"))
+    .values(
+        state=bindparam("p_state"),
+        attempts=deliveries.c.attempts + 1,
+        last_status=bindparam("p_status"),
+        last_error=bindparam("p_error"),
+        next_ms=bindparam("p_next_ms"),
+        delivered_ms=func.coalesce(
+            bindparam("p_delivered_ms", type_=BigInteger), deliveries.c.delivered_ms
+        ),
+    )
+)
+
+
+async def insert_once(conn: AsyncConnection, queued: Sequence[NewDelivery], now_ms: int) -> None:
+    """Add the deliveries that do not exist yet (per event and subject), due at `now_ms`, in the
+    transaction of `conn` (one statement)."""
+    if queued:
+        rows = [_queued(d, now_ms) for d in queued]
+        await conn.execute(_INSERT_ONCE[conn.dialect.name], rows)
+
+
+def _queued(delivery: NewDelivery, now_ms: int) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "app_id": delivery.app_id,
+        "event": delivery.event,
+        "subject": delivery.subject,
+        "url": delivery.url,
+        "payload": delivery.payload,
+        "state": PENDING,
+        "attempts": 0,
+        "next_ms": now_ms,
+        "last_error": "",
+        "created_ms": now_ms,
+    }
+
+
+def _attempted(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "p_id": attempt.delivery_id,
+        "p_state": attempt.state,
+        "p_status": attempt.status,
+        "p_error": attempt.error[:2000],
+        "p_next_ms": attempt.next_ms,
+        "p_delivered_ms": attempt.at_ms if attempt.state == DELIVERED else None,
+    }
 
 
 def _delivery(row: Any) -> Delivery:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import JSON, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor
+from cdnrec.store.deliveries import NewDelivery, insert_once
 from cdnrec.store.ids import new_handle, new_id, new_public_id
 from cdnrec.store.models import FileState, RecordedFile, Task
 from cdnrec.store.tables import files
@@ -30,6 +32,68 @@ class FileFacts:
     repaired: bool
 
 
+@dataclass(frozen=True)
+class Published:
+    """A closed file already durable in its storage target: what it becomes, and its callback."""
+
+    state: FileState  # stored (its callback queued) or announced (no callback to send)
+    delivery: NewDelivery | None = None
+
+
+@dataclass(frozen=True)
+class Closing:
+    """A file (by row id) that is complete at its final key, and when its retention ends.
+
+    With `published`, the file is written in that state (not closed) and its callback is queued
+    in the same transaction.
+    """
+
+    file_id: str
+    facts: FileFacts
+    expire_ms: int | None
+    published: Published | None = None
+
+
+def closed_file(record: RecordedFile, closing: Closing) -> RecordedFile:
+    """`record` as a closing leaves it (closed, at its final key)."""
+    facts = closing.facts
+    return replace(
+        record,
+        state=FileState.CLOSED,
+        key=facts.key,
+        name=facts.key.rsplit("/", 1)[-1],
+        begin_ms=facts.begin_ms,
+        end_ms=facts.end_ms,
+        duration=facts.duration,
+        size=facts.size,
+        codecs=facts.codecs,
+        sha256=facts.sha256,
+        gaps=facts.gaps,
+        repaired=facts.repaired,
+        expire_ms=closing.expire_ms,
+        partial_path=None,
+    )
+
+
+def new_file(task: Task, fmt: str, partial_path: str, begin_ms: int, now_ms: int) -> RecordedFile:
+    """The record of a file a recorder started writing (not stored yet)."""
+    return RecordedFile(
+        id=new_id(),
+        public_id=new_public_id(),
+        handle=new_handle(),
+        task_id=task.id,
+        app_id=task.app_id,
+        vendor=task.vendor,
+        stream_id=task.stream_id,
+        format=fmt,
+        state=FileState.WRITING,
+        begin_ms=begin_ms,
+        created_ms=now_ms,
+        partial_path=partial_path,
+        storage=task.config.storage,
+    )
+
+
 class FileRepo:
     """Reads and writes file records."""
 
@@ -40,49 +104,30 @@ class FileRepo:
         self, task: Task, fmt: str, partial_path: str, begin_ms: int, now_ms: int
     ) -> RecordedFile:
         """Record a file a recorder started writing."""
-        record = RecordedFile(
-            id=new_id(),
-            public_id=new_public_id(),
-            handle=new_handle(),
-            task_id=task.id,
-            app_id=task.app_id,
-            vendor=task.vendor,
-            stream_id=task.stream_id,
-            format=fmt,
-            state=FileState.WRITING,
-            begin_ms=begin_ms,
-            created_ms=now_ms,
-            partial_path=partial_path,
-            storage=task.config.storage,
-        )
-        values = {k: v for k, v in record.__dict__.items() if k in files.c}
-        values.update(vendor=task.vendor.value, state=record.state.value, codecs=[], gaps=[])
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(files).values(**values))
+        record = new_file(task, fmt, partial_path, begin_ms, now_ms)
+        await self.write(opened=[record])
         return record
 
     async def closed(self, file_id: str, facts: FileFacts, expire_ms: int | None) -> None:
         """Record that a file is complete at its final key."""
+        await self.write(closed=[Closing(file_id, facts, expire_ms)])
+
+    async def write(
+        self, opened: Sequence[RecordedFile] = (), closed: Sequence[Closing] = (), now_ms: int = 0
+    ) -> None:
+        """Insert files that were opened, then complete files that were closed (and queue the
+        callbacks of those published, due at `now_ms`): one transaction.
+
+        A file may be opened and closed in the same call.
+        """
+        queued = [c.published.delivery for c in closed if c.published and c.published.delivery]
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(files)
-                .where(files.c.id == file_id)
-                .values(
-                    state=FileState.CLOSED.value,
-                    key=facts.key,
-                    name=facts.key.rsplit("/", 1)[-1],
-                    begin_ms=facts.begin_ms,
-                    end_ms=facts.end_ms,
-                    duration=facts.duration,
-                    size=facts.size,
-                    codecs=list(facts.codecs),
-                    sha256=facts.sha256,
-                    gaps=[list(g) for g in facts.gaps],
-                    repaired=facts.repaired,
-                    expire_ms=expire_ms,
-                    partial_path=None,
-                )
-            )
+            if opened:
+                await conn.execute(insert(files), [_inserted(r) for r in opened])
+            if closed:
+                await conn.execute(_CLOSE, [_closed(c) for c in closed])
+            if queued:
+                await insert_once(conn, queued, now_ms)
 
     async def discard(self, file_id: str) -> None:
         """Forget a file that held no media (e.g. cut before its first packet)."""
@@ -90,17 +135,21 @@ class FileRepo:
 
     async def set_state(self, file_id: str, state: FileState) -> None:
         """Move a file to `state`."""
+        await self.set_states([file_id], state)
+
+    async def set_states(
+        self, file_ids: Sequence[str], state: FileState, *, only_from: FileState | None = None
+    ) -> None:
+        """Move files to `state` (with `only_from`: those of them in that state), in one statement."""
+        where: ColumnElement[bool] = files.c.id.in_(file_ids)
+        if only_from is not None:
+            where = and_(where, files.c.state == only_from.value)
         async with self._engine.begin() as conn:
-            await conn.execute(update(files).where(files.c.id == file_id).values(state=state.value))
+            await conn.execute(update(files).where(where).values(state=state.value))
 
     async def announced(self, file_id: str) -> None:
         """A stored file's callback is done (delivered or given up); deleted files stay deleted."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(files)
-                .where(files.c.id == file_id, files.c.state == FileState.STORED.value)
-                .values(state=FileState.ANNOUNCED.value)
-            )
+        await self.set_states([file_id], FileState.ANNOUNCED, only_from=FileState.STORED)
 
     async def get(self, file_id: str) -> RecordedFile | None:
         """The file with this row id."""
@@ -214,6 +263,55 @@ class FileRepo:
         query = select(files).where(files.c.task_id == task_id).order_by(files.c.begin_ms)
         async with self._engine.connect() as conn:
             return [_file(r._mapping) for r in await conn.execute(query)]
+
+
+# Built once and run with parameters (executemany): building a statement per call cost more than
+# running it on SQLite.
+_CLOSE = (
+    update(files)
+    .where(files.c.id == bindparam("p_id"))
+    .values(
+        state=bindparam("p_state"),
+        key=bindparam("p_key"),
+        name=bindparam("p_name"),
+        begin_ms=bindparam("p_begin_ms"),
+        end_ms=bindparam("p_end_ms"),
+        duration=bindparam("p_duration"),
+        size=bindparam("p_size"),
+        codecs=bindparam("p_codecs", type_=JSON),
+        sha256=bindparam("p_sha256"),
+        gaps=bindparam("p_gaps", type_=JSON),
+        repaired=bindparam("p_repaired"),
+        expire_ms=bindparam("p_expire_ms"),
+        partial_path=None,
+    )
+)
+
+
+def _inserted(record: RecordedFile) -> dict[str, Any]:
+    values = {k: v for k, v in record.__dict__.items() if k in files.c}
+    values.update(vendor=record.vendor.value, state=record.state.value, codecs=[], gaps=[])
+    return values
+
+
+def _closed(closing: Closing) -> dict[str, Any]:
+    facts = closing.facts
+    state = closing.published.state if closing.published else FileState.CLOSED
+    return {
+        "p_id": closing.file_id,
+        "p_state": state.value,
+        "p_key": facts.key,
+        "p_name": facts.key.rsplit("/", 1)[-1],
+        "p_begin_ms": facts.begin_ms,
+        "p_end_ms": facts.end_ms,
+        "p_duration": facts.duration,
+        "p_size": facts.size,
+        "p_codecs": list(facts.codecs),
+        "p_sha256": facts.sha256,
+        "p_gaps": [list(g) for g in facts.gaps],
+        "p_repaired": facts.repaired,
+        "p_expire_ms": closing.expire_ms,
+    }
 
 
 VISIBLE = (FileState.STORED.value, FileState.ANNOUNCED.value)

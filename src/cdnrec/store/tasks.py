@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdnrec.config import Vendor, VendorSettings
 from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
@@ -46,6 +47,15 @@ class TaskRepo:
             row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
         return None if row is None else _task(row._mapping)
 
+    async def get_many(self, task_ids: Collection[str]) -> dict[str, Task]:
+        """The tasks with these ids (those that exist), by id, in one query."""
+        if not task_ids:
+            return {}
+        query = select(tasks).where(tasks.c.id.in_(bindparam("p_ids", expanding=True)))
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(query, {"p_ids": list(task_ids)})
+            return {task.id: task for task in (_task(r._mapping) for r in rows)}
+
     async def active_for(self, app_id: int, vendor: Vendor, stream_id: str) -> Task | None:
         """The active task of a stream, if any."""
         async with self._engine.connect() as conn:
@@ -65,21 +75,20 @@ class TaskRepo:
         """Take up to `limit` unowned (or lease-expired) live tasks for `owner`."""
         if limit <= 0:
             return []
-        free = or_(tasks.c.lease_ms.is_(None), tasks.c.lease_ms < now_ms)
-        query = select(tasks.c.id).where(tasks.c.state.in_(_LIVE), free).limit(limit)
-        claimed: list[Task] = []
         async with self._engine.begin() as conn:
-            ids = [r.id for r in (await conn.execute(query)).all()]
-            for task_id in ids:
-                result = await conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id == task_id, free)
-                    .values(owner=owner, lease_ms=now_ms + lease_ms, attempts=tasks.c.attempts + 1)
-                )
-                if result.rowcount:
-                    row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).one()
-                    claimed.append(_task(row._mapping))
-        return claimed
+            return await _claim(conn, owner, now_ms, lease_ms, limit)
+
+    async def poll(
+        self, owner: str, running: list[str], now_ms: int, lease_ms: int, limit: int
+    ) -> tuple[set[str], list[Task]]:
+        """A recorder's poll in one transaction: those of `running` whose stop was requested
+        (as `stopping`), and up to `limit` tasks newly claimed for `owner` (as `claim`)."""
+        if not running and limit <= 0:
+            return set(), []
+        async with self._engine.begin() as conn:
+            stopping = await _stopping(conn, running)
+            claimed = await _claim(conn, owner, now_ms, lease_ms, limit) if limit > 0 else []
+        return stopping, claimed
 
     async def renew(self, owner: str, task_ids: list[str], lease_until_ms: int) -> set[str]:
         """Extend the leases `owner` holds; return the ids it still owns."""
@@ -100,11 +109,8 @@ class TaskRepo:
         """Those of `task_ids` whose stop was requested."""
         if not task_ids:
             return set()
-        query = select(tasks.c.id).where(
-            tasks.c.id.in_(task_ids), tasks.c.state == TaskState.STOPPING.value
-        )
         async with self._engine.connect() as conn:
-            return {r.id for r in await conn.execute(query)}
+            return await _stopping(conn, task_ids)
 
     async def set_phase(self, task_id: str, phase: str, detail: str = "") -> None:
         """Record what the recorder of a task is doing now; a pending task becomes running."""
@@ -194,6 +200,33 @@ _INSERT_UNLESS_ACTIVE: dict[str, Any] = {
     "sqlite": sqlite_insert(tasks).on_conflict_do_nothing(**_CONFLICT_TARGET),
     "postgresql": postgresql_insert(tasks).on_conflict_do_nothing(**_CONFLICT_TARGET),
 }
+
+
+async def _stopping(conn: AsyncConnection, task_ids: list[str]) -> set[str]:
+    if not task_ids:
+        return set()
+    query = select(tasks.c.id).where(
+        tasks.c.id.in_(task_ids), tasks.c.state == TaskState.STOPPING.value
+    )
+    return {r.id for r in await conn.execute(query)}
+
+
+async def _claim(
+    conn: AsyncConnection, owner: str, now_ms: int, lease_ms: int, limit: int
+) -> list[Task]:
+    free = or_(tasks.c.lease_ms.is_(None), tasks.c.lease_ms < now_ms)
+    query = select(tasks.c.id).where(tasks.c.state.in_(_LIVE), free).limit(limit)
+    claimed: list[Task] = []
+    for task_id in [r.id for r in (await conn.execute(query)).all()]:
+        result = await conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, free)
+            .values(owner=owner, lease_ms=now_ms + lease_ms, attempts=tasks.c.attempts + 1)
+        )
+        if result.rowcount:
+            row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).one()
+            claimed.append(_task(row._mapping))
+    return claimed
 
 
 def _stream_params(app_id: int, vendor: Vendor, stream_id: str) -> dict[str, Any]:
