@@ -16,6 +16,7 @@ from cdnrec.store import App, Store, Task, TaskState
 from cdnrec.store import tasks as task_queries
 from cdnrec.store.database import migrate
 from cdnrec.store.ids import new_id
+from cdnrec.store.tasks import TaskUpdate
 
 NOW_MS = 1_700_000_000_000
 LEASE_MS = 15_000
@@ -300,6 +301,41 @@ async def test_finish_ends_and_releases_a_task(store: Store, state: TaskState) -
     assert [t.id for t in await store.tasks.list()] == [task.id]
     _, created = await store.tasks.start(task_of("s1"))
     assert created
+
+
+async def test_apply_writes_phases_and_ends_of_many_tasks_at_once(store: Store) -> None:
+    """One transaction: phases of some tasks (pending ones start), ends of others."""
+    a, _ = await store.tasks.start(task_of("a"))
+    b, _ = await store.tasks.start(task_of("b"))
+    c, _ = await store.tasks.start(task_of("c"))
+    await store.tasks.claim("owner", NOW_MS, LEASE_MS, 10)
+    await store.tasks.apply(
+        [
+            TaskUpdate(a.id, "recording", "rtmp://origin/live/a"),
+            TaskUpdate(b.id, "waiting", "not live"),
+            TaskUpdate.ended(b.id, TaskState.FAILED, "not live", NOW_MS + 5),
+            TaskUpdate.ended(c.id, TaskState.ENDED, "stopped", NOW_MS + 6),
+        ]
+    )
+    got = {t.id: t for t in await store.tasks.list()}
+    assert (got[a.id].state, got[a.id].phase, got[a.id].detail) == (
+        TaskState.RUNNING,
+        "recording",
+        "rtmp://origin/live/a",
+    )
+    assert got[a.id].owner == "owner"
+    for task, state, detail, ended in (
+        (b, TaskState.FAILED, "not live", 5),
+        (c, TaskState.ENDED, "stopped", 6),
+    ):
+        now = got[task.id]
+        assert (now.state, now.phase, now.detail, now.ended_ms) == (
+            state,
+            state.value,
+            detail,
+            NOW_MS + ended,
+        )
+        assert (now.active, now.owner, now.lease_ms) == (False, None, None)
 
 
 # -- migrations ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from cdnrec.media.repair import repair
 from cdnrec.store import FileFacts, FileState, RecordedFile, Store, Task, TaskState
 from cdnrec.store.batching import GroupCommit
 from cdnrec.store.files import Closing, Published, closed_file, new_file
+from cdnrec.store.tasks import TaskUpdate
 
 log = structlog.get_logger("cdnrec.engine")
 
@@ -118,6 +119,8 @@ class _Run:
     worker: asyncio.Task[None]
     lost: bool = False
     open_files: dict[tuple[str, int], RecordedFile] = field(default_factory=dict)
+    detail: str = ""
+    """The detail of the latest phase the recorder reported."""
 
 
 @dataclass
@@ -152,6 +155,7 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._next_renew = 0.0
         self._files = GroupCommit(self._write_batch)
+        self._tasks = GroupCommit(self._store.tasks.apply)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -265,7 +269,8 @@ class Supervisor:
             await self._write_files(run, changes)
         if phase is not None:
             state, detail = phase
-            await self._store.tasks.set_phase(run.task.id, str(state), str(detail))
+            run.detail = str(detail)
+            await self._tasks.submit(TaskUpdate(run.task.id, str(state), run.detail))
 
     def _new_file(self, run: _Run, fmt: str, partial_path: str, begin_ms: int) -> RecordedFile:
         return new_file(run.task, fmt, partial_path, begin_ms, self._now_ms())
@@ -330,15 +335,13 @@ class Supervisor:
         if run.lost or (self._closing and outcome == "ended"):
             log.info("supervisor.released", task=task_id, outcome=outcome)
             return
-        task = await self._store.tasks.get(task_id)
-        detail = task.detail if task else ""
-        if outcome.startswith("failed"):
-            log.error("supervisor.task_failed", task=task_id, detail=detail or outcome)
-            await self._store.tasks.finish(
-                task_id, TaskState.FAILED, detail or outcome, self._now_ms()
-            )
-        else:
-            await self._store.tasks.finish(task_id, TaskState.ENDED, detail, self._now_ms())
+        detail = run.detail
+        state = TaskState.FAILED if outcome.startswith("failed") else TaskState.ENDED
+        if state is TaskState.FAILED:
+            detail = detail or outcome
+            log.error("supervisor.task_failed", task=task_id, detail=detail)
+        # the ends of many tasks (a StopCDNRecord of 100 streams) share a transaction
+        await self._tasks.submit(TaskUpdate.ended(task_id, state, detail, self._now_ms()))
         log.info("supervisor.task_ended", task=task_id, outcome=outcome)
 
     async def _repair_leftovers(self, task: Task) -> None:

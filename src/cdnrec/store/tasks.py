@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, text, update
@@ -15,6 +16,48 @@ from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
 from cdnrec.store.tables import tasks
 
 _LIVE = (TaskState.PENDING.value, TaskState.RUNNING.value, TaskState.STOPPING.value)
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """What a recorder reported of a task (its phase), or the task's end (``end`` set)."""
+
+    task_id: str
+    phase: str
+    detail: str
+    end: TaskState | None = None
+    """ENDED or FAILED: the task is finished and released (``phase`` is the state's value)."""
+    now_ms: int = 0
+
+    @classmethod
+    def ended(cls, task_id: str, state: TaskState, detail: str, now_ms: int) -> TaskUpdate:
+        """The end of a task."""
+        return cls(task_id, state.value, detail, state, now_ms)
+
+
+_SET_PHASE = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"))
+    .values(phase=bindparam("b_phase"), detail=bindparam("b_detail"))
+)
+_START = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"), tasks.c.state == TaskState.PENDING.value)
+    .values(state=TaskState.RUNNING.value)
+)
+_FINISH = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        active=False,
+        phase=bindparam("b_state"),
+        detail=bindparam("b_detail"),
+        ended_ms=bindparam("b_now"),
+        owner=None,
+        lease_ms=None,
+    )
+)
 
 
 class TaskRepo:
@@ -123,6 +166,31 @@ class TaskRepo:
                 .where(tasks.c.id == task_id, tasks.c.state == TaskState.PENDING.value)
                 .values(state=TaskState.RUNNING.value)
             )
+
+    async def apply(self, updates: list[TaskUpdate]) -> None:
+        """Write phase reports and task ends of many tasks in one transaction."""
+        phases = [u for u in updates if u.end is None]
+        ends = [u for u in updates if u.end is not None]
+        async with self._engine.begin() as conn:
+            if phases:
+                rows = [
+                    {"b_id": u.task_id, "b_phase": u.phase, "b_detail": u.detail} for u in phases
+                ]
+                await conn.execute(_SET_PHASE, rows)
+                await conn.execute(_START, rows)
+            if ends:
+                await conn.execute(
+                    _FINISH,
+                    [
+                        {
+                            "b_id": u.task_id,
+                            "b_state": u.phase,
+                            "b_detail": u.detail,
+                            "b_now": u.now_ms,
+                        }
+                        for u in ends
+                    ],
+                )
 
     async def finish(self, task_id: str, state: TaskState, detail: str, now_ms: int) -> None:
         """End a task (ended or failed) and release it."""
