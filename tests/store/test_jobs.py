@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from cdnrec.config import Vendor
 from cdnrec.store import FileFacts, FileState, Store
 from cdnrec.store.ids import new_id
@@ -13,14 +9,6 @@ from cdnrec.store.jobs import Job, JobRequest, JobState, MergedFile
 
 NOW_MS = 1_700_000_000_000
 LEASE_MS = 30_000
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    """A migrated, empty store."""
-    opened = await Store.open(database_url)
-    yield opened
-    await opened.close()
 
 
 def _job(inputs: tuple[str, ...] = ("f1", "f2"), created_ms: int = NOW_MS) -> Job:

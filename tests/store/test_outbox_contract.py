@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -16,22 +15,6 @@ from cdnrec.store.ids import new_id
 
 NOW_MS = 1_700_000_000_000
 RETENTION_MS = 86_400_000
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    """A migrated, empty store."""
-    opened = await Store.open(database_url)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def second_store(database_url: str, store: Store) -> AsyncIterator[Store]:
-    """Another connection pool to the same database, as a second process would have."""
-    opened = await Store.open(database_url, migrate_schema=False)
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,22 +20,6 @@ from cdnrec.store.tasks import TaskUpdate
 NOW_MS = 1_700_000_000_000
 LEASE_MS = 15_000
 SOURCE = "rtmp://origin/live/{stream_id}"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    """A migrated, empty store."""
-    opened = await Store.open(database_url)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def second_store(database_url: str, store: Store) -> AsyncIterator[Store]:
-    """Another connection pool to the same database, as a second process would have."""
-    opened = await Store.open(database_url, migrate_schema=False)
-    yield opened
-    await opened.close()
 
 
 def task_of(stream_id: str, vendor: Vendor = Vendor.TENCENT, app_id: int = 1) -> Task:

@@ -147,6 +147,28 @@ class Writer(Protocol):
         ...
 
 
+class Timeline:
+    """Where one output file stands: its start in recording time and what it holds so far.
+
+    ``base`` is the file's origin in input ticks per kind; ``last``/``end`` the last dts and the
+    end of the last packet written, relative to it.
+    """
+
+    def __init__(self, fmt: str, inputs: Inputs, kinds: tuple[int, ...], t: float) -> None:
+        self.format = fmt
+        self.kinds = kinds
+        self.begin_t = t
+        self.base = [round(t / tb) for tb in inputs.tb]
+        self.last = [-1, -1]
+        self.end = [0, 0]
+        self.gaps: list[tuple[float, float]] = []
+        self.codecs = tuple(str(inputs.codec(k)) for k in kinds)
+
+    def duration(self, tb: list[Fraction]) -> float:
+        """Seconds from the file's start to the end of its last packet."""
+        return max(float(max(self.end[k], self.last[k]) * tb[k]) for k in self.kinds)
+
+
 def buffer_size(inputs: Inputs, kinds: tuple[int, ...]) -> int:
     """About half a second of bytes: what a kill -9 may lose from the I/O buffer."""
     rate = 0

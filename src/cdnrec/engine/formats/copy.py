@@ -10,6 +10,7 @@ from cdnrec.engine.formats.base import (
     VIDEO,
     Inputs,
     Output,
+    Timeline,
     WriterContext,
     WriterError,
     as_av,
@@ -25,7 +26,7 @@ _MUX = {"flv": ("flv", {}), "mp4": ("mp4", _MP4), "aac": ("adts", {})}
 _LATE = 1.0  # s: how long a finished file waits for packets older than the split
 
 
-class _File:
+class _File(Timeline):
     """One output file: its container, its time origin and what has been written."""
 
     def __init__(
@@ -40,14 +41,7 @@ class _File:
         except Exception as e:
             raise WriterError(f"{w.format}: cannot open {self.info.path}: {e}") from e
         self.mux = self.out.c.mux_one
-        self.kinds = kinds
-        self.begin_t = t
-        self.base = [round(t / tb) for tb in inputs.tb]
-        self.last = [-1, -1]
-        self.end = [0, 0]
-        self.gaps: list[tuple[float, float]] = []
-        self.codecs = tuple(str(inputs.codec(k)) for k in kinds)
-        self.format = w.format
+        super().__init__(w.format, inputs, kinds, t)
 
     def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, tb: Any, nudge: int) -> None:
         """Mux a packet with timestamps relative to this file's start."""
@@ -84,7 +78,7 @@ class _File:
 
     def finish(self, ctx: WriterContext, tb: list[Fraction]) -> None:
         """Close the container, move the file to its final name and announce it."""
-        duration = max(float(max(self.end[k], self.last[k]) * tb[k]) for k in self.kinds)
+        duration = self.duration(tb)
         try:
             self.out.close()
         except Exception as e:

@@ -18,7 +18,15 @@ from cdnrec.engine.flv.tags import (
     tag_header,
     tag_trailer,
 )
-from cdnrec.engine.formats.base import AUDIO, VIDEO, Inputs, WriterContext, WriterError, finish_file
+from cdnrec.engine.formats.base import (
+    AUDIO,
+    VIDEO,
+    Inputs,
+    Timeline,
+    WriterContext,
+    WriterError,
+    finish_file,
+)
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -52,7 +60,7 @@ def _metadata(inputs: Inputs, kinds: tuple[int, ...]) -> Metadata:
     return Metadata(fields)
 
 
-class TagFile:
+class TagFile(Timeline):
     """One FLV output file fed with FLV tags; same interface as the PyAV-muxed file."""
 
     def __init__(
@@ -74,14 +82,7 @@ class TagFile:
             self.fh = open(self.info.path, "wb", buffering=0)  # noqa: SIM115
         except OSError as e:
             raise WriterError(f"{w.format}: cannot open {self.info.path}: {e}") from e
-        self.kinds = kinds
-        self.begin_t = t
-        self.base = [round(t / tb) for tb in inputs.tb]
-        self.last = [-1, -1]
-        self.end = [0, 0]
-        self.gaps: list[tuple[float, float]] = []
-        self.codecs = tuple(str(inputs.codec(k)) for k in kinds)
-        self.format = w.format
+        super().__init__(w.format, inputs, kinds, t)
 
     def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, tb: Any, nudge: int) -> None:
         """Append a tag with its timestamp relative to this file's start (never negative)."""
@@ -121,7 +122,7 @@ class TagFile:
 
     def finish(self, ctx: WriterContext, tb: list[Fraction]) -> None:
         """Fill in duration and size, close, move to the final name and announce."""
-        duration = max(float(max(self.end[k], self.last[k]) * tb[k]) for k in self.kinds)
+        duration = self.duration(tb)
         self.flush()
         try:
             fh = self.fh
