@@ -168,6 +168,17 @@ class Timeline:
         """Seconds from the file's start to the end of its last packet."""
         return max(float(max(self.end[k], self.last[k]) * tb[k]) for k in self.kinds)
 
+    def announce(self, ctx: WriterContext, info: PartialInfo, duration: float) -> None:
+        """Move the closed file ``info`` to its final name and announce it."""
+        finish_file(
+            ctx,
+            info,
+            end_ms=ctx.wall_ms(self.begin_t + duration),
+            duration=duration,
+            codecs=self.codecs,
+            gaps=tuple(self.gaps),
+        )
+
 
 def buffer_size(inputs: Inputs, kinds: tuple[int, ...]) -> int:
     """About half a second of bytes: what a kill -9 may lose from the I/O buffer."""

@@ -15,7 +15,6 @@ from cdnrec.engine.formats.base import (
     WriterError,
     as_av,
     buffer_size,
-    finish_file,
 )
 from cdnrec.engine.formats.flvtag import TagFile
 from cdnrec.engine.layout import PartialInfo
@@ -83,14 +82,7 @@ class _File(Timeline):
             self.out.close()
         except Exception as e:
             raise WriterError(f"{self.format}: closing {self.info.path}: {e}") from e
-        finish_file(
-            ctx,
-            self.info,
-            end_ms=ctx.wall_ms(self.begin_t + duration),
-            duration=duration,
-            codecs=self.codecs,
-            gaps=tuple(self.gaps),
-        )
+        self.announce(ctx, self.info, duration)
 
 
 class CopyWriter:

@@ -25,7 +25,6 @@ from cdnrec.engine.formats.base import (
     Timeline,
     WriterContext,
     WriterError,
-    finish_file,
 )
 
 if TYPE_CHECKING:
@@ -133,11 +132,4 @@ class TagFile(Timeline):
             fh.close()
         except OSError as e:
             raise WriterError(f"{self.format}: closing {self.info.path}: {e}") from e
-        finish_file(
-            ctx,
-            self.info,
-            end_ms=ctx.wall_ms(self.begin_t + duration),
-            duration=duration,
-            codecs=self.codecs,
-            gaps=tuple(self.gaps),
-        )
+        self.announce(ctx, self.info, duration)
