@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-import httpx
+import aiohttp
 import structlog
 
 from cdnrec.callbacks.signing import signed
@@ -22,6 +22,10 @@ log = structlog.get_logger("cdnrec.callbacks")
 
 LOOKAHEAD = 5.0
 """How far ahead the sender looks for deliveries falling due (its longest sleep), in seconds."""
+
+KEEPALIVE = 4.0
+"""How long an idle connection to a receiver is kept for reuse, in seconds: below the 5 s after
+which common servers (uvicorn, gunicorn) close an idle one, so a reused connection is still open."""
 
 
 class CallbackSender:
@@ -53,7 +57,21 @@ class CallbackSender:
         self._settled: set[str] = set()
         self._attempts: set[asyncio.Task[None]] = set()
         self._outcomes = GroupCommit(store.deliveries.attempted)
-        self._http = httpx.AsyncClient(timeout=settings.timeout, follow_redirects=False)
+        self._concurrency = concurrency
+        self._http: aiohttp.ClientSession | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The HTTP client, made on first use (it binds to the running loop); connections to a
+        receiver are kept alive and reused, at most `concurrency` at once."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._concurrency, keepalive_timeout=KEEPALIVE
+                ),
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
+                trust_env=False,
+            )
+        return self._http
 
     def nudge(self) -> None:
         """A delivery was queued: look now."""
@@ -114,10 +132,13 @@ class CallbackSender:
         body = signed(delivery.payload, app.signing_secret(), self._clock())
         status: int | None = None
         try:
-            response = await self._http.post(delivery.url, json=body)
-            status = response.status_code
+            async with self._session().post(
+                delivery.url, json=body, allow_redirects=False
+            ) as response:
+                status = response.status
+                await response.read()
             error = "" if 200 <= status < 300 else f"HTTP {status}"
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return self._outcome(delivery, status, error, final=False)
 
@@ -165,4 +186,5 @@ class CallbackSender:
             attempt.cancel()
         await asyncio.gather(*self._attempts, return_exceptions=True)
         await self._outcomes.idle()
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
