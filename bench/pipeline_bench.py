@@ -13,15 +13,16 @@ the same listener and queue the real recorder threads use (``OpenFile``/``Closed
 Reported: close->callback latency per file (from the moment the file was complete on disk to
 the moment the receiver got its `record` callback; p50, p90, max, overall and per burst) and to
 the outbox (the delivery's created_ms); per file: CPU of the event-loop thread (its idle polling,
-measured for 2 s before the bursts, taken out) and of the process (the `--busy` threads taken
+measured before the bursts, taken out) and of the process (the `--busy` threads taken
 out), SQL statements, commits, and uses of a pooled connection with the time it was held (SQLite
 has one connection: when that time nears the burst's length, everything queues behind it).
-`--busy N` runs N pure-Python threads that compete for the GIL as busy recorder threads do (at
+Idle cost (event-loop CPU per second, SQL statements and commits per second) is measured for
+`--idle` seconds before the bursts, with every recording open. `--busy N` runs N pure-Python threads that compete for the GIL as busy recorder threads do (at
 the 0.5 ms switch interval `cdnrec serve` sets); the loop runs on uvloop as `cdnrec serve` does.
 The first burst also pays for first-time work (task cache, new connections to the receiver).
 
 Usage: .venv/bin/python bench/pipeline_bench.py [--streams 100] [--bursts 3] [--period 10]
-       [--spread 1] [--busy 0] [--size 65536] [--no-keep-alive] [--log-level info]
+       [--spread 1] [--busy 0] [--size 65536] [--idle 4] [--no-keep-alive] [--log-level info]
        [--profile N]
 """
 
@@ -339,17 +340,36 @@ async def _run(args: argparse.Namespace, arrivals: Any, callback_url: str, work:
         for _ in range(args.streams):
             await asyncio.to_thread(conductor.ready.acquire, timeout=60)
         await asyncio.sleep(1.0)  # the recordings' first reports are written
-        idle0 = time.thread_time()
-        await asyncio.sleep(2.0)
-        idle_per_s = (time.thread_time() - idle0) / 2.0  # polls and timers, no file moving
+        idle = await _idle(service, args.idle)
         measured = await _measure(args, service, conductor, arrivals)
         queued, retried = await _queued_at(service)
         await service.close()
-    measured.loop_cpu -= idle_per_s * measured.window
+    measured.total_loop_cpu = measured.loop_cpu
+    measured.loop_cpu -= idle.loop_cpu / idle.window * measured.window
     _report(args, conductor, measured)
+    _report_idle(idle)
     stage = [queued[k] - at for k, (at, _) in conductor.closed.items() if k in queued]
     _print_latencies("to outbox", stage)
     print(f"deliveries attempted more than once: {retried}")
+
+
+async def _idle(service: Service, seconds: float) -> Measured:
+    """What the service costs while its recordings write but no file closes: its polls and
+    timers (event-loop CPU, SQL statements and commits over `seconds`)."""
+    with _counting(service) as counts:
+        loop0 = time.thread_time()
+        await asyncio.sleep(seconds)
+        loop_cpu = time.thread_time() - loop0
+    return Measured({}, loop_cpu, 0.0, seconds, counts, None)
+
+
+def _report_idle(idle: Measured) -> None:
+    counts, window = idle.counts, idle.window
+    print(
+        f"idle ({window:g} s before the bursts): event-loop CPU "
+        f"{idle.loop_cpu / window * 1000:.2f} ms/s, {counts.statements / window:.1f} SQL "
+        f"statements/s, {counts.commits / window:.1f} commits/s"
+    )
 
 
 @dataclass
@@ -362,6 +382,8 @@ class Measured:
     window: float
     counts: Counts
     profile: cProfile.Profile | None
+    total_loop_cpu: float = 0.0
+    """The event-loop thread's CPU over the window, before the idle polling is taken out."""
 
 
 async def _measure(
@@ -442,6 +464,11 @@ def _report(args: argparse.Namespace, conductor: Conductor, measured: Measured) 
         f"{counts.commits / files:.1f} commits, {counts.checkouts / files:.1f} connection uses "
         f"holding it {counts.held / files * 1000:.1f} ms"
     )
+    print(
+        f"event-loop CPU over the window, idle polling included: {measured.total_loop_cpu:.3f} s "
+        f"in {measured.window:.1f} s ({measured.total_loop_cpu / measured.window * 100:.2f} % "
+        f"of a core)"
+    )
     if measured.profile is not None:
         pstats.Stats(measured.profile).sort_stats("tottime").print_stats(args.profile)
 
@@ -455,6 +482,9 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=1.0)
     parser.add_argument("--busy", type=int, default=0)
     parser.add_argument("--size", type=int, default=64 * 1024)
+    parser.add_argument(
+        "--idle", type=float, default=4.0, help="seconds of idle measured before the bursts"
+    )
     parser.add_argument(
         "--no-keep-alive", action="store_true", help="the receiver closes every connection"
     )

@@ -150,7 +150,7 @@ async def build_service(
     runner = JobRunner(store, storages, apps, owner=owner, on_queued=sender.nudge, clock=clock)
     jobs = MergeJobs(store, on_submitted=runner.nudge)
     publisher = Publisher(
-        store, storages, apps, settings.callbacks, on_queued=sender.nudge, clock=clock
+        store, storages, apps, settings.callbacks, on_queued=sender.take, clock=clock
     )
     supervisor = None
     if settings.server.role in ("all", "recorder"):

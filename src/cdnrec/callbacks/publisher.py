@@ -22,10 +22,15 @@ from cdnrec.store.batching import GroupCommit
 from cdnrec.store.cache import AppCache
 from cdnrec.store.deliveries import NewDelivery
 from cdnrec.store.files import Published
+from cdnrec.store.models import Delivery
 
 log = structlog.get_logger("cdnrec.publish")
 
 URL_TTL = 30 * 86400
+
+IDLE_POLL = 5.0
+"""How often an idle publisher looks for closed files nobody told it about (left by a process
+that died, or by a prepare that failed in another process), in seconds."""
 
 
 class Publisher:
@@ -38,7 +43,7 @@ class Publisher:
         apps: AppCache,
         settings: CallbackSettings,
         *,
-        on_queued: Callable[[], None] = lambda: None,
+        on_queued: Callable[[list[Delivery] | None], None] = lambda _: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -78,29 +83,39 @@ class Publisher:
             return Published(FileState.ANNOUNCED)
         return Published(FileState.STORED, delivery)
 
-    def closed(self, files: list[RecordedFile], published: dict[str, Published]) -> None:
-        """The close of `files` is written: send the callbacks it queued, publish the rest."""
+    def closed(
+        self,
+        files: list[RecordedFile],
+        published: dict[str, Published],
+        queued: list[Delivery] | None,
+    ) -> None:
+        """The close of `files` is written: send the callbacks it queued (`queued`; None when
+        not known which), publish the rest."""
         for file in files:
             if file.id in published:
-                queued = published[file.id].delivery is not None
-                log.info("publish.stored", file=file.id, key=file.key, callback=queued)
-        if any(p.delivery is not None for p in published.values()):
-            self._on_queued()
+                has_callback = published[file.id].delivery is not None
+                log.info("publish.stored", file=file.id, key=file.key, callback=has_callback)
+        if queued is None or queued:
+            self._on_queued(queued)
         if len(published) < len(files):
             self.nudge()
 
-    async def run(self, poll: float = 1.0) -> None:
-        """Publish closed files until cancelled."""
+    async def run(self, poll: float = 1.0, idle_poll: float = IDLE_POLL) -> None:
+        """Publish closed files until cancelled: look again after `poll` seconds while closed
+        files were found (some may be backing off), after `idle_poll` when none were (files
+        closed in this process nudge it)."""
         while True:
             self._wake.clear()
+            wait = poll
             try:
                 closed = await self._store.files.in_state(FileState.CLOSED, limit=500)
                 await self._load_tasks({f.task_id for f in closed})
                 await asyncio.gather(*(self._publish_or_back_off(f) for f in closed))
+                wait = poll if closed else idle_poll
             except Exception:
                 log.exception("publish.loop_failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _publish_or_back_off(self, file: RecordedFile) -> None:
         """Publish a file; when its target fails, try it again later (doubling, up to 5 min)."""
@@ -170,12 +185,13 @@ class Publisher:
         queued = [(file_id, d) for file_id, d in stored if d is not None]
         silent = [file_id for file_id, d in stored if d is None]
         if queued:
-            await self._store.deliveries.enqueue_many(
+            added = await self._store.deliveries.enqueue_many(
                 [d for _, d in queued],
                 int(self._clock() * 1000),
                 files_stored=[file_id for file_id, _ in queued],
             )
-            self._on_queued()
+            if added is None or added:
+                self._on_queued(added)
         if silent:
             await self._store.files.set_states(
                 silent, FileState.ANNOUNCED, only_from=FileState.CLOSED

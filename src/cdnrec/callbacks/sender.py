@@ -31,8 +31,10 @@ which common servers (uvicorn, gunicorn) close an idle one, so a reused connecti
 class CallbackSender:
     """Delivers the outbox; a slow receiver only delays its own deliveries.
 
-    Due deliveries are picked up a page at a time and sent concurrently (at most `concurrency` at
-    once); the outcomes of attempts that end together are recorded in one transaction.
+    Deliveries queued in this process are handed over as they are committed (`take`); others
+    (retries, a restart's leftovers, those of other processes) are picked up from the outbox a
+    page at a time. They are sent concurrently (at most `concurrency` at once); the outcomes of
+    attempts that end together are recorded in one transaction.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class CallbackSender:
         self._clock = clock
         self._page = page
         self._backlog = False
+        self._running = False
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: set[str] = set()
@@ -77,8 +80,29 @@ class CallbackSender:
         """A delivery was queued: look now."""
         self._wake.set()
 
+    def take(self, queued: list[Delivery] | None) -> None:
+        """Deliveries this process just put in the outbox (committed): send them now, without
+        reading them back. None (not known which were queued) looks in the outbox instead, as
+        does a sender that is not running (their rows are sent when it runs).
+
+        The outbox row stays the record: an attempt that does not end (a crash) is sent again
+        from it.
+        """
+        if queued is None or not self._running:
+            self.nudge()
+            return
+        for delivery in queued:
+            self._start(delivery)
+
     async def run(self) -> None:
         """Deliver until cancelled."""
+        self._running = True
+        try:
+            await self._run()
+        finally:
+            self._running = False
+
+    async def _run(self) -> None:
         while True:
             self._wake.clear()
             try:
@@ -100,13 +124,19 @@ class CallbackSender:
         self._backlog = len(due) >= self._page
         for delivery in due:
             # one whose attempt ended while this query ran may be stale here: it waits a round
-            if delivery.id not in self._inflight and delivery.id not in self._settled:
-                self._inflight.add(delivery.id)
-                attempt = asyncio.create_task(self._attempt(delivery))
-                self._attempts.add(attempt)
-                attempt.add_done_callback(self._attempts.discard)
+            if delivery.id not in self._settled:
+                self._start(delivery)
         later = [d.next_ms for d in pending if d.next_ms > now_ms]
         return max(0.05, later[0] / 1000 - self._clock()) if later else LOOKAHEAD
+
+    def _start(self, delivery: Delivery) -> None:
+        """Attempt a delivery unless an attempt at it is in flight."""
+        if delivery.id in self._inflight:
+            return
+        self._inflight.add(delivery.id)
+        attempt = asyncio.create_task(self._attempt(delivery))
+        self._attempts.add(attempt)
+        attempt.add_done_callback(self._attempts.discard)
 
     async def _attempt(self, delivery: Delivery) -> None:
         """Send once, record the outcome (with others that end meanwhile), then let go."""

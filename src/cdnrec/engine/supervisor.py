@@ -28,6 +28,7 @@ from cdnrec.media.repair import repair
 from cdnrec.store import FileFacts, FileState, RecordedFile, Store, Task, TaskState
 from cdnrec.store.batching import GroupCommit
 from cdnrec.store.files import Closing, Published, closed_file, new_file
+from cdnrec.store.models import Delivery
 from cdnrec.store.tasks import TaskUpdate
 
 log = structlog.get_logger("cdnrec.engine")
@@ -106,8 +107,14 @@ class FileSink(Protocol):
         """What each of these closed files becomes, by file id (before their close is written)."""
         ...
 
-    def closed(self, files: list[RecordedFile], published: dict[str, Published]) -> None:
-        """The close of these files is written."""
+    def closed(
+        self,
+        files: list[RecordedFile],
+        published: dict[str, Published],
+        queued: list[Delivery] | None,
+    ) -> None:
+        """The close of these files is written, with the callbacks `queued` (None: not known
+        which)."""
         ...
 
 
@@ -306,9 +313,9 @@ class Supervisor:
         records = [record for record, _ in closed]
         published = await self._prepared(records)
         closings = [replace(c, published=published.get(c.file_id)) for _, c in closed]
-        await self._store.files.write(opened, closings, self._now_ms())
+        queued = await self._store.files.write(opened, closings, self._now_ms())
         if self._sink is not None and records:
-            self._sink.closed(records, published)
+            self._sink.closed(records, published, queued)
 
     async def _prepared(self, records: list[RecordedFile]) -> dict[str, Published]:
         """What the sink made of closed files; nothing when it fails (they are written closed
@@ -346,6 +353,8 @@ class Supervisor:
 
     async def _repair_leftovers(self, task: Task) -> None:
         """Turn files a dead recorder left half-written into valid files (announced once)."""
+        if task.attempts <= 1:
+            return  # claimed for the first time: no recorder has written anything for it
         for record in await self._store.files.writing_for(task.id):
             closed = None
             if record.partial_path:
@@ -359,7 +368,7 @@ class Supervisor:
             closing = Closing(record.id, facts_of(closed), self._expiry(task))
             await self._store.files.write(closed=[closing])
             if self._sink is not None:
-                self._sink.closed([closed_file(record, closing)], {})
+                self._sink.closed([closed_file(record, closing)], {}, [])
 
     async def close(self, grace: float = 15.0) -> None:
         """Stop every recorder (files closed and announced) and release the tasks' leases."""

@@ -46,6 +46,11 @@ class LeaseLost(Exception):
     """Another runner took the job over (ours was presumed dead)."""
 
 
+IDLE_POLL = 5.0
+"""How often an idle runner looks for jobs nobody told it about (submitted to another process,
+or left by a runner that died), in seconds; a job submitted in this process nudges it."""
+
+
 class JobRunner:
     """Claims waiting jobs (also those left by a runner that died) and carries them out."""
 
@@ -59,7 +64,7 @@ class JobRunner:
         on_queued: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         lease: float = 30.0,
-        poll: float = 1.0,
+        poll: float = IDLE_POLL,
     ) -> None:
         self._store = store
         self._storages = storages

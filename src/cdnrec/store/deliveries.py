@@ -75,13 +75,18 @@ class DeliveryRepo:
 
     async def enqueue_many(
         self, queued: Sequence[NewDelivery], now_ms: int, *, files_stored: Sequence[str] = ()
-    ) -> None:
+    ) -> list[Delivery] | None:
         """Add the deliveries that do not exist yet (per event and subject) and mark the files
-        `files_stored` (those of them still closed) stored: one transaction."""
+        `files_stored` (those of them still closed) stored: one transaction.
+
+        Returns the deliveries added, as `due` would read them, or None when it cannot tell
+        which (see `insert_once`).
+        """
         async with self._engine.begin() as conn:
-            await insert_once(conn, queued, now_ms)
+            added = await insert_once(conn, queued, now_ms)
             if files_stored:
                 await conn.execute(_STORED, {"p_ids": list(files_stored)})
+        return added
 
     async def due(self, now_ms: int, limit: int = 50) -> list[Delivery]:
         """Pending deliveries whose next attempt is due."""
@@ -146,6 +151,7 @@ _INSERT_ONCE: dict[str, Any] = {
     "sqlite": sqlite_insert(deliveries).on_conflict_do_nothing(**_CONFLICT),
     "postgresql": postgresql_insert(deliveries).on_conflict_do_nothing(**_CONFLICT),
 }
+_INSERT_ONCE_RETURNING = _INSERT_ONCE["postgresql"].returning(deliveries.c.id)
 _STORED = (
     update(files)
     .where(files.c.id.in_(bindparam("p_ids", expanding=True)))
@@ -174,12 +180,26 @@ _ATTEMPTED = (
 )
 
 
-async def insert_once(conn: AsyncConnection, queued: Sequence[NewDelivery], now_ms: int) -> None:
+async def insert_once(
+    conn: AsyncConnection, queued: Sequence[NewDelivery], now_ms: int
+) -> list[Delivery] | None:
     """Add the deliveries that do not exist yet (per event and subject), due at `now_ms`, in the
-    transaction of `conn` (one statement)."""
-    if queued:
-        rows = [_queued(d, now_ms) for d in queued]
-        await conn.execute(_INSERT_ONCE[conn.dialect.name], rows)
+    transaction of `conn` (one statement); return those added, as `due` would read them.
+
+    None when it cannot tell which were added: on SQLite, when some but not all rows of a
+    batch already existed (only the count of added rows is known there; PostgreSQL returns
+    their ids).
+    """
+    if not queued:
+        return []
+    rows = [_queued(d, now_ms) for d in queued]
+    if conn.dialect.name == "postgresql":
+        added = {r.id for r in await conn.execute(_INSERT_ONCE_RETURNING, rows)}
+        return [_fresh(row) for row in rows if row["id"] in added]
+    count = (await conn.execute(_INSERT_ONCE[conn.dialect.name], rows)).rowcount
+    if count == len(rows):
+        return [_fresh(row) for row in rows]
+    return [] if count == 0 else None
 
 
 def _queued(delivery: NewDelivery, now_ms: int) -> dict[str, Any]:
@@ -196,6 +216,22 @@ def _queued(delivery: NewDelivery, now_ms: int) -> dict[str, Any]:
         "last_error": "",
         "created_ms": now_ms,
     }
+
+
+def _fresh(row: dict[str, Any]) -> Delivery:
+    """A delivery just added, from the row that was inserted."""
+    return Delivery(
+        id=row["id"],
+        app_id=row["app_id"],
+        event=row["event"],
+        subject=row["subject"],
+        url=row["url"],
+        payload=dict(row["payload"]),
+        state=PENDING,
+        attempts=0,
+        next_ms=row["next_ms"],
+        created_ms=row["created_ms"],
+    )
 
 
 def _attempted(attempt: Attempt) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cdnrec.config import Vendor
 from cdnrec.store.deliveries import NewDelivery, insert_once
 from cdnrec.store.ids import new_handle, new_id, new_public_id
-from cdnrec.store.models import FileState, RecordedFile, Task
+from cdnrec.store.models import Delivery, FileState, RecordedFile, Task
 from cdnrec.store.tables import files
 
 
@@ -114,20 +114,23 @@ class FileRepo:
 
     async def write(
         self, opened: Sequence[RecordedFile] = (), closed: Sequence[Closing] = (), now_ms: int = 0
-    ) -> None:
+    ) -> list[Delivery] | None:
         """Insert files that were opened, then complete files that were closed (and queue the
         callbacks of those published, due at `now_ms`): one transaction.
 
-        A file may be opened and closed in the same call.
+        A file may be opened and closed in the same call. Returns the callbacks queued (None
+        when it cannot tell which, see `insert_once`).
         """
         queued = [c.published.delivery for c in closed if c.published and c.published.delivery]
+        added: list[Delivery] | None = []
         async with self._engine.begin() as conn:
             if opened:
-                await conn.execute(insert(files), [_inserted(r) for r in opened])
+                await conn.execute(_INSERT, [_inserted(r) for r in opened])
             if closed:
                 await conn.execute(_CLOSE, [_closed(c) for c in closed])
             if queued:
-                await insert_once(conn, queued, now_ms)
+                added = await insert_once(conn, queued, now_ms)
+        return added
 
     async def discard(self, file_id: str) -> None:
         """Forget a file that held no media (e.g. cut before its first packet)."""
@@ -267,6 +270,7 @@ class FileRepo:
 
 # Built once and run with parameters (executemany): building a statement per call cost more than
 # running it on SQLite.
+_INSERT = insert(files)
 _CLOSE = (
     update(files)
     .where(files.c.id == bindparam("p_id"))

@@ -6,10 +6,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, text, update
+from sqlalchemy import and_, bindparam, literal_column, or_, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor, VendorSettings
 from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
@@ -124,29 +125,31 @@ class TaskRepo:
     async def poll(
         self, owner: str, running: list[str], now_ms: int, lease_ms: int, limit: int
     ) -> tuple[set[str], list[Task]]:
-        """A recorder's poll in one transaction: those of `running` whose stop was requested
-        (as `stopping`), and up to `limit` tasks newly claimed for `owner` (as `claim`)."""
+        """A recorder's poll: those of `running` whose stop was requested (as `stopping`), and
+        up to `limit` tasks newly claimed for `owner` (as `claim`).
+
+        One query answers both; a transaction follows only when there are tasks to claim (the
+        claim checks again that each is still free), so a poll with nothing new costs a read.
+        """
         if not running and limit <= 0:
             return set(), []
+        params = {"p_running": running, "p_now": now_ms, "p_limit": max(limit, 0)}
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_POLL, params)).all()
+        stopping = {r.id for r in rows if r.stop}
+        free = [r.id for r in rows if not r.stop]
+        if not free:
+            return stopping, []
         async with self._engine.begin() as conn:
-            stopping = await _stopping(conn, running)
-            claimed = await _claim(conn, owner, now_ms, lease_ms, limit) if limit > 0 else []
-        return stopping, claimed
+            return stopping, await _take(conn, free, owner, now_ms, lease_ms)
 
     async def renew(self, owner: str, task_ids: list[str], lease_until_ms: int) -> set[str]:
         """Extend the leases `owner` holds; return the ids it still owns."""
         if not task_ids:
             return set()
+        params = {"p_ids": task_ids, "p_owner": owner, "p_lease_ms": lease_until_ms}
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(tasks)
-                .where(tasks.c.id.in_(task_ids), tasks.c.owner == owner)
-                .values(lease_ms=lease_until_ms)
-            )
-            rows = await conn.execute(
-                select(tasks.c.id).where(tasks.c.id.in_(task_ids), tasks.c.owner == owner)
-            )
-            return {r.id for r in rows}
+            return {r.id for r in await conn.execute(_RENEW, params)}
 
     async def stopping(self, task_ids: list[str]) -> set[str]:
         """Those of `task_ids` whose stop was requested."""
@@ -260,6 +263,27 @@ _STOP = (
     .values(state=TaskState.STOPPING.value, active=False, stop_ms=bindparam("p_stop_ms"))
     .returning(*tasks.c)
 )
+_FREE_NOW = or_(tasks.c.lease_ms.is_(None), tasks.c.lease_ms < bindparam("p_now"))
+_CLAIMABLE = (
+    select(tasks.c.id).where(tasks.c.state.in_(_LIVE), _FREE_NOW).limit(bindparam("p_limit"))
+).subquery()
+# A recorder's poll: (id, stop=1) for each of its running tasks whose stop was requested, then
+# (id, stop=0) for up to p_limit free tasks it may claim.
+_POLL = union_all(
+    select(tasks.c.id, literal_column("1").label("stop")).where(
+        tasks.c.id.in_(bindparam("p_running", expanding=True)),
+        tasks.c.state == TaskState.STOPPING.value,
+    ),
+    select(_CLAIMABLE.c.id, literal_column("0").label("stop")),
+)
+_RENEW = (
+    update(tasks)
+    .where(
+        tasks.c.id.in_(bindparam("p_ids", expanding=True)), tasks.c.owner == bindparam("p_owner")
+    )
+    .values(lease_ms=bindparam("p_lease_ms"))
+    .returning(tasks.c.id)
+)
 _CONFLICT_TARGET: dict[str, Any] = {
     "index_elements": [tasks.c.app_id, tasks.c.vendor, tasks.c.stream_id],
     "index_where": tasks.c.active,
@@ -282,19 +306,31 @@ async def _stopping(conn: AsyncConnection, task_ids: list[str]) -> set[str]:
 async def _claim(
     conn: AsyncConnection, owner: str, now_ms: int, lease_ms: int, limit: int
 ) -> list[Task]:
-    free = or_(tasks.c.lease_ms.is_(None), tasks.c.lease_ms < now_ms)
-    query = select(tasks.c.id).where(tasks.c.state.in_(_LIVE), free).limit(limit)
-    claimed: list[Task] = []
-    for task_id in [r.id for r in (await conn.execute(query)).all()]:
-        result = await conn.execute(
-            update(tasks)
-            .where(tasks.c.id == task_id, free)
-            .values(owner=owner, lease_ms=now_ms + lease_ms, attempts=tasks.c.attempts + 1)
-        )
-        if result.rowcount:
-            row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).one()
-            claimed.append(_task(row._mapping))
-    return claimed
+    query = select(tasks.c.id).where(tasks.c.state.in_(_LIVE), _free(now_ms)).limit(limit)
+    free = [r.id for r in (await conn.execute(query)).all()]
+    return await _take(conn, free, owner, now_ms, lease_ms)
+
+
+async def _take(
+    conn: AsyncConnection, task_ids: list[str], owner: str, now_ms: int, lease_ms: int
+) -> list[Task]:
+    """Lease those of `task_ids` that are still free to `owner` (one statement); the tasks it
+    got, in the order of `task_ids`."""
+    if not task_ids:
+        return []
+    rows = await conn.execute(
+        update(tasks)
+        .where(tasks.c.id.in_(task_ids), _free(now_ms))
+        .values(owner=owner, lease_ms=now_ms + lease_ms, attempts=tasks.c.attempts + 1)
+        .returning(*tasks.c)
+    )
+    got = {row.id: _task(row._mapping) for row in rows}
+    return [got[task_id] for task_id in task_ids if task_id in got]
+
+
+def _free(now_ms: int) -> ColumnElement[bool]:
+    """Nobody holds the task's lease (or it lapsed before `now_ms`)."""
+    return or_(tasks.c.lease_ms.is_(None), tasks.c.lease_ms < now_ms)
 
 
 def _stream_params(app_id: int, vendor: Vendor, stream_id: str) -> dict[str, Any]:
