@@ -335,7 +335,7 @@ async def _run(args: argparse.Namespace, arrivals: Any, callback_url: str, work:
     with (work / "service.log").open("w") as log_file:
         _log_to(log_file, logging.getLevelName(args.log_level.upper()))
         service = await build_service(_settings(work / "data", callback_url, args.streams))
-        service.start()
+        await service.start()
         await _start_tasks(service, args.streams)
         for _ in range(args.streams):
             await asyncio.to_thread(conductor.ready.acquire, timeout=60)

@@ -68,10 +68,12 @@ class Service:
     closers: list[Callable[[], Any]] = field(default_factory=list)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self) -> None:
-        """Start the background work of this process's role."""
+    async def start(self) -> None:
+        """Start the background work of this process's role (a recorder says it is alive
+        before the API answers, so the first Start counts its capacity)."""
         if self.supervisor is None:
             return
+        await self.supervisor.heartbeat()
         self.workers += [
             asyncio.create_task(self.supervisor.run(), name="supervisor"),
             asyncio.create_task(self.publisher.run(), name="publisher"),
@@ -166,6 +168,7 @@ async def build_service(
         store,
         probe,
         max_task_duration=settings.limits.max_task_duration,
+        recorder_seen_within=settings.recorder.lease,
         clock=clock,
         on_change=supervisor.nudge if supervisor is not None else lambda: None,
     )
@@ -202,7 +205,7 @@ def create_asgi(service: Service) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        service.start()
+        await service.start()
         log.info(
             "cdnrec.started",
             listen=service.settings.server.listen,

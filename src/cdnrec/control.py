@@ -16,6 +16,10 @@ from cdnrec.store.models import App, RecordedFile, Task, TaskState
 WAITING_VENDORS = frozenset({Vendor.TENCENT})
 
 
+FULL = "every recorder is full: no room for another recording"
+"""Why a stream is refused by admission control (product.md §6)."""
+
+
 class ControlError(Exception):
     """A request that cannot be carried out for the app as configured."""
 
@@ -48,6 +52,8 @@ class StartOutcome:
     task: Task | None
     created: bool = False
     refused: str = ""
+    full: bool = False
+    """Refused because every recorder is full (admission control), not because of the stream."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +94,12 @@ class Control:
         probe: StreamProbe,
         *,
         max_task_duration: float,
+        recorder_seen_within: float = 15.0,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_change = on_change
+        self._seen_within = recorder_seen_within
         self._store = store
         self._probe = probe
         self._max_duration = max_task_duration
@@ -120,10 +128,16 @@ class Control:
         live: list[bool] = [True] * len(stream_ids)
         if not waits_for_stream(vendor, config):
             live = await self._live_or_recording(app, vendor, config, stream_ids)
+        room = await self._room(
+            app, vendor, [s for s, ok in zip(stream_ids, live, strict=True) if ok]
+        )
         outcomes = []
         for stream_id, is_live in zip(stream_ids, live, strict=True):
             if not is_live:
                 outcomes.append(StartOutcome(stream_id, None, refused="stream is not live"))
+                continue
+            if stream_id not in room:
+                outcomes.append(StartOutcome(stream_id, None, refused=FULL, full=True))
                 continue
             task = Task(
                 id=new_id(),
@@ -142,6 +156,23 @@ class Control:
             outcomes.append(StartOutcome(stream_id, stored, created))
         self._on_change()
         return outcomes
+
+    async def _room(self, app: App, vendor: Vendor, stream_ids: list[str]) -> set[str]:
+        """Those of `stream_ids` the recorders have room for: streams recorded already (Start
+        is idempotent), then new ones in request order while places are left. Every stream when
+        no recorder is alive (their tasks wait for one)."""
+        seen_since = int((self._clock() - self._seen_within) * 1000)
+        places = await self._store.recorders.room(seen_since)
+        if places is None or places >= len(stream_ids):
+            return set(stream_ids)
+        admitted = set()
+        for stream_id in stream_ids:
+            if await self._store.tasks.active_for(app.app_id, vendor, stream_id) is not None:
+                admitted.add(stream_id)
+            elif places > 0:
+                admitted.add(stream_id)
+                places -= 1
+        return admitted
 
     async def _live_or_recording(
         self, app: App, vendor: Vendor, config: VendorSettings, stream_ids: list[str]

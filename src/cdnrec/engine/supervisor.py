@@ -161,6 +161,7 @@ class Supervisor:
         self._closing = False
         self._wake = asyncio.Event()
         self._next_renew = 0.0
+        self._next_heartbeat = 0.0
         self._files = GroupCommit(self._write_batch)
         self._tasks = GroupCommit(self._store.tasks.apply)
 
@@ -187,9 +188,17 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll)
 
+    async def heartbeat(self) -> None:
+        """Tell the store this recorder is alive and how many recordings it may hold (Start
+        refuses new streams when every live recorder is full)."""
+        self._next_heartbeat = self._clock() + self._settings.lease / 3
+        await self._store.recorders.heartbeat(self.owner, self._settings.capacity, self._now_ms())
+
     async def tick(self) -> None:
-        """One round: renew leases, stop what was stopped, claim new tasks."""
+        """One round: say it is alive, renew leases, stop what was stopped, claim new tasks."""
         lease_ms = int(self._settings.lease * 1000)
+        if self._clock() >= self._next_heartbeat:
+            await self.heartbeat()
         if self._runs and self._clock() >= self._next_renew:
             await self._renew(lease_ms)
         room = self._settings.capacity - len(self._runs)
@@ -381,3 +390,5 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*workers), grace)
         await self._store.tasks.release(self.owner)
+        with contextlib.suppress(Exception):
+            await self._store.recorders.gone(self.owner)

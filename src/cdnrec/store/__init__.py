@@ -11,6 +11,7 @@ from cdnrec.store.deliveries import DeliveryRepo
 from cdnrec.store.files import FileFacts, FileRepo
 from cdnrec.store.jobs import JobRepo
 from cdnrec.store.models import App, FileState, RecordedFile, Task, TaskState
+from cdnrec.store.recorders import RecorderRepo
 from cdnrec.store.tasks import TaskRepo
 
 
@@ -24,6 +25,7 @@ class Store:
         self.files = FileRepo(engine)
         self.deliveries = DeliveryRepo(engine)
         self.jobs = JobRepo(engine)
+        self.recorders = RecorderRepo(engine)
 
     @classmethod
     async def open(cls, url: str, *, migrate_schema: bool = True) -> Store:

@@ -148,3 +148,11 @@ jobs = Table(
     Index("ix_jobs_state", "state"),
     Index("ix_jobs_app", "app_id", "vendor"),
 )
+
+recorders = Table(
+    "recorders",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("capacity", Integer, nullable=False),
+    Column("seen_ms", BigInteger, nullable=False),
+)

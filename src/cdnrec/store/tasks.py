@@ -16,7 +16,8 @@ from cdnrec.config import Vendor, VendorSettings
 from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
 from cdnrec.store.tables import tasks
 
-_LIVE = (TaskState.PENDING.value, TaskState.RUNNING.value, TaskState.STOPPING.value)
+LIVE = (TaskState.PENDING.value, TaskState.RUNNING.value, TaskState.STOPPING.value)
+"""Task states a recorder holds (or will hold) a place for."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ class TaskRepo:
         """Recent tasks, newest first."""
         query = select(tasks).order_by(tasks.c.created_ms.desc()).limit(limit)
         if live_only:
-            query = query.where(tasks.c.state.in_(_LIVE))
+            query = query.where(tasks.c.state.in_(LIVE))
         async with self._engine.connect() as conn:
             return [_task(r._mapping) for r in await conn.execute(query)]
 
@@ -265,7 +266,7 @@ _STOP = (
 )
 _FREE_NOW = or_(tasks.c.lease_ms.is_(None), tasks.c.lease_ms < bindparam("p_now"))
 _CLAIMABLE = (
-    select(tasks.c.id).where(tasks.c.state.in_(_LIVE), _FREE_NOW).limit(bindparam("p_limit"))
+    select(tasks.c.id).where(tasks.c.state.in_(LIVE), _FREE_NOW).limit(bindparam("p_limit"))
 ).subquery()
 # A recorder's poll: (id, stop=1) for each of its running tasks whose stop was requested, then
 # (id, stop=0) for up to p_limit free tasks it may claim.
@@ -306,7 +307,7 @@ async def _stopping(conn: AsyncConnection, task_ids: list[str]) -> set[str]:
 async def _claim(
     conn: AsyncConnection, owner: str, now_ms: int, lease_ms: int, limit: int
 ) -> list[Task]:
-    query = select(tasks.c.id).where(tasks.c.state.in_(_LIVE), _free(now_ms)).limit(limit)
+    query = select(tasks.c.id).where(tasks.c.state.in_(LIVE), _free(now_ms)).limit(limit)
     free = [r.id for r in (await conn.execute(query)).all()]
     return await _take(conn, free, owner, now_ms, lease_ms)
 

@@ -14,6 +14,8 @@ from cdnrec.store.models import RecordedFile, Task
 
 _ALNUM = string.ascii_letters + string.digits
 NOT_ACTIVE = "no active recording for this stream"
+_NOT_FOUND = 404  # Ws/Huawei per-stream code: the stream is not live, or no task to stop
+_BUSY = 503  # Ws/Huawei per-stream code: every recorder is full (admission control)
 
 
 def tencent_task_id() -> str:
@@ -53,7 +55,12 @@ def start_data(vendor: Vendor, formats: tuple[str, ...], outcomes: list[StartOut
         return {"Tencent": [_tencent_start(o) for o in outcomes]}
     if vendor is Vendor.WS:
         return {"Ws": _ws([e for o in outcomes for e in _ws_entries(o, formats)])}
-    return {"Huawei": [_huawei(o.stream_id, o.task is not None, o.refused) for o in outcomes]}
+    return {
+        "Huawei": [
+            _huawei(o.stream_id, o.task is not None, o.refused, _BUSY if o.full else _NOT_FOUND)
+            for o in outcomes
+        ]
+    }
 
 
 def stop_data(vendor: Vendor, formats: tuple[str, ...], outcomes: list[StopOutcome]) -> Any:
@@ -77,7 +84,7 @@ def _tencent_start(o: StartOutcome) -> dict[str, Any]:
             "StreamName": o.stream_id,
             "TaskId": "",
             "RequestId": str(uuid.uuid4()),
-            "Code": "FailedOperation",
+            "Code": "LimitExceeded.MaximumRunningTask" if o.full else "FailedOperation",
             "Message": o.refused,
         }
     return {
@@ -102,7 +109,7 @@ def _tencent_stop(o: StopOutcome) -> dict[str, Any]:
 
 def _ws_entries(o: StartOutcome, formats: tuple[str, ...]) -> list[dict[str, Any]]:
     if o.task is None:
-        return _ws_failures(o.stream_id, formats, o.refused)
+        return _ws_failures(o.stream_id, formats, o.refused, _BUSY if o.full else _NOT_FOUND)
     return _ws_success(o.stream_id, o.task.refs.get("PersistentIds", {}))
 
 
@@ -113,18 +120,20 @@ def _ws_success(stream_id: str, persistent_ids: dict[str, str]) -> list[dict[str
     ]
 
 
-def _ws_failures(stream_id: str, formats: tuple[str, ...], why: str) -> list[dict[str, Any]]:
+def _ws_failures(
+    stream_id: str, formats: tuple[str, ...], why: str, status: int = 404
+) -> list[dict[str, Any]]:
     return [
-        {"task": fmt, "id": stream_id, "http_code": 404, "msg": why, "persistentId": ""}
+        {"task": fmt, "id": stream_id, "http_code": status, "msg": why, "persistentId": ""}
         for fmt in formats
     ]
 
 
-def _huawei(stream_id: str, ok: bool, why: str) -> dict[str, Any]:
+def _huawei(stream_id: str, ok: bool, why: str, status: int = 404) -> dict[str, Any]:
     return {
         "StreamName": stream_id,
         "RequestId": secrets.token_hex(16),
-        "Code": 0 if ok else 404,
+        "Code": 0 if ok else status,
         "Message": "success" if ok else why,
     }
 
