@@ -219,19 +219,8 @@ def _queued(delivery: NewDelivery, now_ms: int) -> dict[str, Any]:
 
 
 def _fresh(row: dict[str, Any]) -> Delivery:
-    """A delivery just added, from the row that was inserted."""
-    return Delivery(
-        id=row["id"],
-        app_id=row["app_id"],
-        event=row["event"],
-        subject=row["subject"],
-        url=row["url"],
-        payload=dict(row["payload"]),
-        state=PENDING,
-        attempts=0,
-        next_ms=row["next_ms"],
-        created_ms=row["created_ms"],
-    )
+    """A delivery just added, from the row that was inserted (never attempted yet)."""
+    return _delivery({**row, "last_status": None, "delivered_ms": None})
 
 
 def _attempted(attempt: Attempt) -> dict[str, Any]:
