@@ -8,16 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cdnrec.admission import FULL, Places
 from cdnrec.config import Vendor, VendorSettings
 from cdnrec.store import Store
 from cdnrec.store.ids import new_id
 from cdnrec.store.models import App, RecordedFile, Task, TaskState
 
 WAITING_VENDORS = frozenset({Vendor.TENCENT})
-
-
-FULL = "every recorder is full: no room for another recording"
-"""Why a stream is refused by admission control (product.md §6)."""
 
 
 class ControlError(Exception):
@@ -99,7 +96,7 @@ class Control:
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_change = on_change
-        self._seen_within = recorder_seen_within
+        self._places = Places(store, seen_within=recorder_seen_within, clock=clock)
         self._store = store
         self._probe = probe
         self._max_duration = max_task_duration
@@ -128,8 +125,8 @@ class Control:
         live: list[bool] = [True] * len(stream_ids)
         if not waits_for_stream(vendor, config):
             live = await self._live_or_recording(app, vendor, config, stream_ids)
-        room = await self._room(
-            app, vendor, [s for s, ok in zip(stream_ids, live, strict=True) if ok]
+        room = await self._places.admit(
+            app.app_id, vendor, [s for s, ok in zip(stream_ids, live, strict=True) if ok]
         )
         outcomes = []
         for stream_id, is_live in zip(stream_ids, live, strict=True):
@@ -154,25 +151,9 @@ class Control:
             )
             stored, created = await self._store.tasks.start(task)
             outcomes.append(StartOutcome(stream_id, stored, created))
+        self._places.taken(sum(o.created for o in outcomes))
         self._on_change()
         return outcomes
-
-    async def _room(self, app: App, vendor: Vendor, stream_ids: list[str]) -> set[str]:
-        """Those of `stream_ids` the recorders have room for: streams recorded already (Start
-        is idempotent), then new ones in request order while places are left. Every stream when
-        no recorder is alive (their tasks wait for one)."""
-        seen_since = int((self._clock() - self._seen_within) * 1000)
-        places = await self._store.recorders.room(seen_since)
-        if places is None or places >= len(stream_ids):
-            return set(stream_ids)
-        admitted = set()
-        for stream_id in stream_ids:
-            if await self._store.tasks.active_for(app.app_id, vendor, stream_id) is not None:
-                admitted.add(stream_id)
-            elif places > 0:
-                admitted.add(stream_id)
-                places -= 1
-        return admitted
 
     async def _live_or_recording(
         self, app: App, vendor: Vendor, config: VendorSettings, stream_ids: list[str]

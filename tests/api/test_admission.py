@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cdnrec.admission import FULL
 from cdnrec.config import Vendor
 from cdnrec.store import TaskState
 from tests.api.test_records import UNLIMITED, Api
 from tests.support.api import FakeClock, Launch, LiveStreams
 from tests.support.service import make_settings, wait_for
-
-FULL = "every recorder is full: no room for another recording"
 
 
 def serve(tmp_path: Path, launch: Launch, clock: FakeClock, *, role: str, capacity: int = 2) -> Api:
@@ -75,7 +74,8 @@ def test_a_place_is_free_again_once_a_stopped_recording_ended(
     [stopped] = api.stop("Tencent", "s1")["Data"]["Tencent"]
     assert stopped["Code"] == ""
     wait_for(lambda: {t.state for t in api.tasks()} == {TaskState.ENDED})
-    assert tencent_codes(api.start("Tencent", "s2")) == [("s2", "")]
+    # the recorders' room is read again at most a second later
+    wait_for(lambda: tencent_codes(api.start("Tencent", "s2")) == [("s2", "")])
 
 
 def test_an_api_process_counts_the_room_of_recorder_processes(
@@ -90,5 +90,5 @@ def test_an_api_process_counts_the_room_of_recorder_processes(
     wait_for(lambda: [t.owner for t in api.tasks()] != [None])  # the recorder took s1
     recorder.running.stop()
     # no recorder is alive: Start queues the stream, and a recorder that comes takes it
-    assert tencent_codes(api.start("Tencent", "s2")) == [("s2", "")]
+    wait_for(lambda: tencent_codes(api.start("Tencent", "s2")) == [("s2", "")])
     assert api.active(Vendor.TENCENT, "s2") is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cdnrec.admission import FRESH, Places
 from cdnrec.config import Vendor
 from cdnrec.store import Store, TaskState
 from tests.store.test_store_contract import LEASE_MS, NOW_MS, task_of
@@ -45,3 +46,21 @@ async def test_room_can_be_negative_when_recorders_shrank(store: Store) -> None:
     for name in ("s1", "s2", "s3"):
         await store.tasks.start(task_of(name))
     assert await store.recorders.room(NOW_MS - LEASE_MS) == -2
+
+
+async def test_start_reads_the_room_at_most_once_a_second_and_counts_its_own_tasks(
+    store: Store,
+) -> None:
+    ticks = [0.0]
+    places = Places(
+        store, seen_within=LEASE_MS / 1000, clock=lambda: NOW_MS / 1000, monotonic=lambda: ticks[0]
+    )
+    await store.recorders.heartbeat("a", 2, NOW_MS)
+    assert await places.admit(1, Vendor.TENCENT, ["s1", "s2", "s3"]) == {"s1", "s2"}
+    for name in ("s1", "s2"):
+        await store.tasks.start(task_of(name))
+    places.taken(2)
+    await store.recorders.heartbeat("b", 5, NOW_MS)  # more room, seen a second later
+    assert await places.admit(1, Vendor.TENCENT, ["s3", "s1"]) == {"s1"}
+    ticks[0] = FRESH
+    assert await places.admit(1, Vendor.TENCENT, ["s3", "s1"]) == {"s3", "s1"}
