@@ -48,6 +48,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database URL for each backend the store supports."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    return _fresh_postgres()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh, empty PostgreSQL database URL (for what only PostgreSQL does)."""
+    return _fresh_postgres()
+
+
+def _fresh_postgres() -> str:
     if not POSTGRES_URL:
         _missing("PostgreSQL", "CDNREC_TEST_POSTGRES_URL")
     name = f"cdnrec_{uuid.uuid4().hex[:12]}"

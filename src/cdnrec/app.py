@@ -44,6 +44,7 @@ from cdnrec.merging.jobs import MergeJobs
 from cdnrec.storage import Storages
 from cdnrec.store import App, FileState, Store
 from cdnrec.store.cache import AppCache
+from cdnrec.store.notify import listen_for_tasks
 
 log = structlog.get_logger("cdnrec")
 
@@ -76,6 +77,9 @@ class Service:
         await self.supervisor.heartbeat()
         self.workers += [
             asyncio.create_task(self.supervisor.run(), name="supervisor"),
+            asyncio.create_task(
+                listen_for_tasks(self.store.engine, self.supervisor.nudge), name="task-changes"
+            ),
             asyncio.create_task(self.publisher.run(), name="publisher"),
             asyncio.create_task(self.sender.run(), name="callbacks"),
             asyncio.create_task(self.sweeper.run(self.settings.retention.poll), name="retention"),

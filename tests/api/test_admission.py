@@ -92,3 +92,29 @@ def test_an_api_process_counts_the_room_of_recorder_processes(
     # no recorder is alive: Start queues the stream, and a recorder that comes takes it
     wait_for(lambda: tencent_codes(api.start("Tencent", "s2")) == [("s2", "")])
     assert api.active(Vendor.TENCENT, "s2") is not None
+
+
+def test_a_recorder_process_hears_of_a_start_at_once_on_postgresql(
+    tmp_path: Path, launch: Launch, clock: FakeClock, postgres_url: str
+) -> None:
+    """A StartCDNRecord answered by an API process reaches a recorder process by NOTIFY: it
+    claims the task long before its next poll (an hour away here)."""
+
+    def on_postgres(role: str, poll: float) -> Api:
+        settings = make_settings(
+            tmp_path / role,
+            limits=UNLIMITED,
+            server={"role": role},
+            database={"url": postgres_url},
+            recorder={"poll": poll},
+        )
+        return Api(launch(settings, clock=clock, probe=LiveStreams()), clock, LiveStreams())
+
+    recorder = on_postgres("recorder", 3600.0)
+    api = on_postgres("api", 0.5)
+    recorder_owner = recorder.running.service.supervisor.owner  # type: ignore[union-attr]
+    assert tencent_codes(api.start("Tencent", "n1")) == [("n1", "")]
+    wait_for(lambda: [t.owner for t in api.tasks()] == [recorder_owner], timeout=10)
+    [stopped] = api.stop("Tencent", "n1")["Data"]["Tencent"]
+    assert stopped["Code"] == ""
+    wait_for(lambda: [t.state for t in api.tasks()] == [TaskState.ENDED], timeout=10)
