@@ -99,18 +99,6 @@ class DeliveryRepo:
         async with self._engine.connect() as conn:
             return [_delivery(r._mapping) for r in await conn.execute(query)]
 
-    async def next_due_ms(self) -> int | None:
-        """When the earliest pending delivery is due."""
-        query = (
-            select(deliveries.c.next_ms)
-            .where(deliveries.c.state == PENDING)
-            .order_by(deliveries.c.next_ms)
-            .limit(1)
-        )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else int(row.next_ms)
-
     async def attempted(self, attempts: Sequence[Attempt]) -> None:
         """Record the outcomes of attempts; a `record` delivery that is done (delivered or given
         up) announces its file (if stored): one transaction."""
