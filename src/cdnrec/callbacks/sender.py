@@ -72,7 +72,7 @@ class CallbackSender:
                     limit=self._concurrency, keepalive_timeout=KEEPALIVE
                 ),
                 timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
-                trust_env=False,
+                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY apply, as they did with httpx
             )
         return self._http
 
