@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from cdnrec.config import Vendor
 from cdnrec.store import Store
@@ -17,11 +18,21 @@ stays one query cheaper at 1,000 requests a second, at the price of a place free
 recording being seen up to a second late."""
 
 
-class Places:
-    """The places the live recorders have left, read from the store at most every `FRESH` s and
-    counted down by the tasks this process creates meanwhile.
+@dataclass(frozen=True)
+class Reservation:
+    """Places a Start took before creating its tasks; settled once it knows how many it made."""
 
-    Another API process's Starts within that second are not counted here, so Starts may
+    admitted: set[str]
+    count: int
+    generation: int
+
+
+class Places:
+    """The places the live recorders have left, read from the store at most every `FRESH` s.
+
+    A Start reserves its places before it creates its tasks (so concurrent Starts of this
+    process do not all take the last place) and gives back those it did not use. Another API
+    process's Starts within that second are not counted here, so processes side by side may
     overshoot a little; recorders still take no more than their capacity and the rest wait.
     """
 
@@ -39,32 +50,38 @@ class Places:
         self._monotonic = monotonic
         self._left: int | None = None
         self._read_at = float("-inf")
+        self._generation = 0
 
-    async def admit(self, app_id: int, vendor: Vendor, stream_ids: list[str]) -> set[str]:
-        """Those of `stream_ids` there is room for: streams recorded already (Start is
-        idempotent), then new ones in request order while places are left. Every stream when no
-        recorder is alive (their tasks wait for one)."""
-        left = await self._places()
-        if left is None or left >= len(stream_ids):
-            return set(stream_ids)
-        admitted = set()
-        for stream_id in stream_ids:
-            if await self._store.tasks.active_for(app_id, vendor, stream_id) is not None:
-                admitted.add(stream_id)
-            elif left > 0:
-                admitted.add(stream_id)
-                left -= 1
-        return admitted
+    async def admit(self, app_id: int, vendor: Vendor, stream_ids: list[str]) -> Reservation:
+        """Reserve places for `stream_ids`: streams recorded already (Start is idempotent), then
+        new ones in request order while places are left. Every stream when no recorder is alive
+        (their tasks wait for one)."""
+        await self._refresh()
+        if self._left is None or self._left >= len(stream_ids):
+            return self._reserve(set(stream_ids), len(stream_ids))
+        recorded = {s for s in stream_ids if await self._store.tasks.active_for(app_id, vendor, s)}
+        new = [s for s in stream_ids if s not in recorded]
+        if self._left is not None:  # read again: other Starts may have taken places meanwhile
+            new = new[: max(self._left, 0)]
+        return self._reserve(recorded | set(new), len(new))
 
-    def taken(self, count: int) -> None:
-        """`count` tasks were created here since the last read."""
-        if self._left is not None:
+    def settle(self, reservation: Reservation, created: int) -> None:
+        """Give back the reserved places for which no task was created (a stream recorded
+        already, a Start that failed); nothing when the room was read again meanwhile."""
+        if self._left is not None and reservation.generation == self._generation:
+            self._left += reservation.count - created
+
+    def _reserve(self, admitted: set[str], count: int) -> Reservation:
+        if self._left is None:
+            count = 0
+        else:
             self._left -= count
+        return Reservation(admitted, count, self._generation)
 
-    async def _places(self) -> int | None:
+    async def _refresh(self) -> None:
         now = self._monotonic()
         if now - self._read_at >= FRESH:
             seen_since = int((self._clock() - self._seen_within) * 1000)
             self._left = await self._store.recorders.room(seen_since)
             self._read_at = now
-        return self._left
+            self._generation += 1

@@ -44,7 +44,7 @@ from cdnrec.merging.jobs import MergeJobs
 from cdnrec.storage import Storages
 from cdnrec.store import App, FileState, Store
 from cdnrec.store.cache import AppCache
-from cdnrec.store.notify import listen_for_tasks
+from cdnrec.store.notify import JOBS, TASKS, listen
 
 log = structlog.get_logger("cdnrec")
 
@@ -78,7 +78,8 @@ class Service:
         self.workers += [
             asyncio.create_task(self.supervisor.run(), name="supervisor"),
             asyncio.create_task(
-                listen_for_tasks(self.store.engine, self.supervisor.nudge), name="task-changes"
+                listen(self.store.engine, {TASKS: self.supervisor.nudge, JOBS: self.runner.nudge}),
+                name="changes",
             ),
             asyncio.create_task(self.publisher.run(), name="publisher"),
             asyncio.create_task(self.sender.run(), name="callbacks"),

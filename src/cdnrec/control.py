@@ -125,35 +125,45 @@ class Control:
         live: list[bool] = [True] * len(stream_ids)
         if not waits_for_stream(vendor, config):
             live = await self._live_or_recording(app, vendor, config, stream_ids)
-        room = await self._places.admit(
+        reservation = await self._places.admit(
             app.app_id, vendor, [s for s, ok in zip(stream_ids, live, strict=True) if ok]
         )
-        outcomes = []
-        for stream_id, is_live in zip(stream_ids, live, strict=True):
-            if not is_live:
-                outcomes.append(StartOutcome(stream_id, None, refused="stream is not live"))
-                continue
-            if stream_id not in room:
-                outcomes.append(StartOutcome(stream_id, None, refused=FULL, full=True))
-                continue
-            task = Task(
-                id=new_id(),
-                app_id=app.app_id,
-                vendor=vendor,
-                stream_id=stream_id,
-                refs=refs_for(config),
-                config=config.model_copy(
-                    update={"wait_for_stream": waits_for_stream(vendor, config)}
-                ),
-                state=TaskState.PENDING,
-                created_ms=int(self._clock() * 1000),
-                deadline_ms=int(end * 1000),
-            )
-            stored, created = await self._store.tasks.start(task)
-            outcomes.append(StartOutcome(stream_id, stored, created))
-        self._places.taken(sum(o.created for o in outcomes))
+        outcomes: list[StartOutcome] = []
+        try:
+            for stream_id, is_live in zip(stream_ids, live, strict=True):
+                outcomes.append(
+                    await self._start_one(app, vendor, config, stream_id, refs_for(config), end)
+                    if is_live and stream_id in reservation.admitted
+                    else _refused(stream_id, is_live)
+                )
+        finally:
+            self._places.settle(reservation, sum(o.created for o in outcomes))
         self._on_change()
         return outcomes
+
+    async def _start_one(
+        self,
+        app: App,
+        vendor: Vendor,
+        config: VendorSettings,
+        stream_id: str,
+        refs: dict[str, Any],
+        end: float,
+    ) -> StartOutcome:
+        """Create the task of one admitted stream (or find the one it has)."""
+        task = Task(
+            id=new_id(),
+            app_id=app.app_id,
+            vendor=vendor,
+            stream_id=stream_id,
+            refs=refs,
+            config=config.model_copy(update={"wait_for_stream": waits_for_stream(vendor, config)}),
+            state=TaskState.PENDING,
+            created_ms=int(self._clock() * 1000),
+            deadline_ms=int(end * 1000),
+        )
+        stored, created = await self._store.tasks.start(task)
+        return StartOutcome(stream_id, stored, created)
 
     async def _live_or_recording(
         self, app: App, vendor: Vendor, config: VendorSettings, stream_ids: list[str]
@@ -194,3 +204,10 @@ class Control:
         """The latest tasks of a stream, newest first, each with its files."""
         found = await self._store.tasks.of_stream(app.app_id, vendor, stream_id, limit)
         return [(task, await self._store.files.for_task(task.id)) for task in found]
+
+
+def _refused(stream_id: str, live: bool) -> StartOutcome:
+    """A stream Start does not record: not live, or no recorder has room for it."""
+    if not live:
+        return StartOutcome(stream_id, None, refused="stream is not live")
+    return StartOutcome(stream_id, None, refused=FULL, full=True)

@@ -56,11 +56,25 @@ async def test_start_reads_the_room_at_most_once_a_second_and_counts_its_own_tas
         store, seen_within=LEASE_MS / 1000, clock=lambda: NOW_MS / 1000, monotonic=lambda: ticks[0]
     )
     await store.recorders.heartbeat("a", 2, NOW_MS)
-    assert await places.admit(1, Vendor.TENCENT, ["s1", "s2", "s3"]) == {"s1", "s2"}
+    first = await places.admit(1, Vendor.TENCENT, ["s1", "s2", "s3"])
+    assert first.admitted == {"s1", "s2"}
     for name in ("s1", "s2"):
         await store.tasks.start(task_of(name))
-    places.taken(2)
+    places.settle(first, 2)
     await store.recorders.heartbeat("b", 5, NOW_MS)  # more room, seen a second later
-    assert await places.admit(1, Vendor.TENCENT, ["s3", "s1"]) == {"s1"}
+    again = await places.admit(1, Vendor.TENCENT, ["s3", "s1"])
+    assert again.admitted == {"s1"}
+    places.settle(again, 0)
     ticks[0] = FRESH
-    assert await places.admit(1, Vendor.TENCENT, ["s3", "s1"]) == {"s3", "s1"}
+    assert (await places.admit(1, Vendor.TENCENT, ["s3", "s1"])).admitted == {"s3", "s1"}
+
+
+async def test_concurrent_starts_do_not_all_take_the_last_place(store: Store) -> None:
+    places = Places(store, seen_within=LEASE_MS / 1000, clock=lambda: NOW_MS / 1000)
+    await store.recorders.heartbeat("a", 1, NOW_MS)
+    one = await places.admit(1, Vendor.TENCENT, ["s1"])
+    other = await places.admit(1, Vendor.TENCENT, ["s2"])  # before the first created its task
+    assert (one.admitted, other.admitted) == ({"s1"}, set())
+    places.settle(other, 0)
+    places.settle(one, 0)  # its Start failed: the place is free again
+    assert (await places.admit(1, Vendor.TENCENT, ["s2"])).admitted == {"s2"}

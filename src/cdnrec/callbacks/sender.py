@@ -23,9 +23,10 @@ log = structlog.get_logger("cdnrec.callbacks")
 LOOKAHEAD = 5.0
 """How far ahead the sender looks for deliveries falling due (its longest sleep), in seconds."""
 
-KEEPALIVE = 4.0
-"""How long an idle connection to a receiver is kept for reuse, in seconds: below the 5 s after
-which common servers (uvicorn, gunicorn) close an idle one, so a reused connection is still open."""
+KEEPALIVE = 1.5
+"""How long an idle connection to a receiver is kept for reuse, in seconds: below the 2 s after
+which gunicorn (and 5 s after which uvicorn) closes an idle one, so that a reused connection is
+still open; a burst of callbacks reuses its connections well within that."""
 
 
 class CallbackSender:

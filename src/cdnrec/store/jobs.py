@@ -13,6 +13,7 @@ from cdnrec.config import Vendor
 from cdnrec.store.files import FileFacts
 from cdnrec.store.ids import new_handle, new_id, new_public_id
 from cdnrec.store.models import FileState, RecordedFile
+from cdnrec.store.notify import JOBS, tell
 from cdnrec.store.tables import deliveries, files, jobs
 
 
@@ -120,6 +121,7 @@ class JobRepo:
                     attempts=0,
                 )
             )
+            await tell(conn, JOBS)
 
     async def get(self, job_id: str) -> Job | None:
         """The job with this row id."""

@@ -1,61 +1,88 @@
-"""Task changes told across processes: PostgreSQL NOTIFY on commit, LISTEN in recorders.
+"""Changes told across processes: PostgreSQL NOTIFY on commit, LISTEN in recorder processes.
 
-A Start or Stop handled by an API process reaches the recorder processes at once instead of at
-their next poll. SQLite has no such channel (and no second process to tell): there it is a no-op.
+A Start or Stop (or a merge job) handled by an API process reaches the recorder processes at
+once instead of at their next poll. SQLite has no such channel (and no second process to tell):
+there it is a no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import asyncpg
 import structlog
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = structlog.get_logger("cdnrec.store")
 
-CHANNEL = "cdnrec_tasks"
+TASKS = "cdnrec_tasks"
+"""Channel: recording tasks were created or asked to stop."""
+
+JOBS = "cdnrec_jobs"
+"""Channel: a merge job was submitted."""
+
 RETRY = 2.0
 """Seconds before a lost listening connection is opened again (recorders poll meanwhile)."""
 
-_NOTIFY = text(f"NOTIFY {CHANNEL}")
+PING = 30.0
+"""Seconds between checks that the listening connection is still alive (a half-open link
+would otherwise go unnoticed)."""
 
 
-async def tasks_changed(conn: AsyncConnection) -> None:
-    """Tell the listening recorders, when this transaction commits, that tasks changed."""
+async def tell(conn: AsyncConnection, channel: str) -> None:
+    """Tell the listening processes on `channel`, when this transaction commits."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(_NOTIFY)
+        await conn.execute(text(f"NOTIFY {channel}"))
 
 
-async def listen_for_tasks(engine: AsyncEngine, on_change: Callable[[], None]) -> None:
-    """Call `on_change` whenever another process changed tasks, until cancelled; returns at once
-    on a database without notifications."""
+async def listen(engine: AsyncEngine, handlers: Mapping[str, Callable[[], None]]) -> None:
+    """Call a channel's handler whenever another process notifies it, until cancelled; returns
+    at once on a database without notifications. Every handler is also called after each
+    (re)connection, for what changed while nobody listened."""
     if engine.dialect.name != "postgresql":
         return
-    dsn = make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    import asyncpg  # only PostgreSQL needs it
+
+    _, params = engine.sync_engine.dialect.create_connect_args(engine.url)
+    accepted = inspect.signature(asyncpg.connect).parameters
+    connect = {k: v for k, v in params.items() if k in accepted}
     while True:
-        await _listen_once(dsn, on_change)
+        await _listen_once(connect, handlers)
         await asyncio.sleep(RETRY)
 
 
-async def _listen_once(dsn: str, on_change: Callable[[], None]) -> None:
+async def _listen_once(connect: dict[str, Any], handlers: Mapping[str, Callable[[], None]]) -> None:
     """Listen on one connection until it is lost (or cannot be opened)."""
+    import asyncpg
+
+    conn = None
     try:
-        conn = await asyncpg.connect(dsn)
-    except (OSError, asyncpg.PostgresError) as exc:
-        log.warning("store.listen_failed", error=str(exc))
-        return
-    lost = asyncio.Event()
-    try:
+        conn = await asyncpg.connect(**connect)
+        lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
-        await conn.add_listener(CHANNEL, lambda *_: on_change())
-        on_change()  # what changed while nobody listened
-        await lost.wait()
+        for channel, handler in handlers.items():
+            await conn.add_listener(channel, _call(handler))
+            handler()
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), PING)
+            if not lost.is_set():
+                await conn.execute("SELECT 1")
         log.warning("store.listen_lost")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # any failure: the caller opens a new connection
+        log.warning("store.listen_failed", error=f"{type(exc).__name__}: {exc}")
     finally:
-        with contextlib.suppress(Exception):
-            await conn.close()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+def _call(handler: Callable[[], None]) -> Callable[..., None]:
+    """An asyncpg notification callback that calls `handler`."""
+    return lambda *_: handler()

@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor, VendorSettings
 from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
-from cdnrec.store.notify import tasks_changed
+from cdnrec.store.notify import TASKS, tell
 from cdnrec.store.tables import tasks
 
 LIVE = (TaskState.PENDING.value, TaskState.RUNNING.value, TaskState.STOPPING.value)
@@ -81,7 +81,7 @@ class TaskRepo:
         for _ in range(3):
             async with self._engine.begin() as conn:
                 if (await conn.execute(insert_new, values)).rowcount:
-                    await tasks_changed(conn)
+                    await tell(conn, TASKS)
                     return task, True
                 row = (await conn.execute(_ACTIVE, stream)).first()
             if row is not None:
@@ -117,7 +117,7 @@ class TaskRepo:
         async with self._engine.begin() as conn:
             rows = (await conn.execute(_STOP, params)).all()
             if rows:
-                await tasks_changed(conn)
+                await tell(conn, TASKS)
         return [_task(r._mapping) for r in rows]
 
     async def claim(self, owner: str, now_ms: int, lease_ms: int, limit: int) -> list[Task]:
