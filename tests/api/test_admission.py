@@ -3,11 +3,15 @@ stream, in each vendor's shape, instead of overloading the recorders."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+
+import asyncpg
 
 from cdnrec.admission import FULL
 from cdnrec.config import Vendor
 from cdnrec.store import TaskState
+from cdnrec.store.notify import APPLICATION_NAME
 from tests.api.test_records import UNLIMITED, Api
 from tests.support.api import FakeClock, Launch, LiveStreams
 from tests.support.service import make_settings, wait_for
@@ -118,3 +122,22 @@ def test_a_recorder_process_hears_of_a_start_at_once_on_postgresql(
     [stopped] = api.stop("Tencent", "n1")["Data"]["Tencent"]
     assert stopped["Code"] == ""
     wait_for(lambda: [t.state for t in api.tasks()] == [TaskState.ENDED], timeout=10)
+    # the listening connection is cut: the recorder connects again and hears the next Start
+    assert asyncio.run(_terminate_listeners(postgres_url)) == 1
+    assert tencent_codes(api.start("Tencent", "n2")) == [("n2", "")]
+    wait_for(lambda: recorder_owner in [t.owner for t in api.tasks()], timeout=15)
+
+
+async def _terminate_listeners(url: str) -> int:
+    """Cut cdnrec's listening connections to the database at `url`; how many there were."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return len(
+            await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = $1",
+                APPLICATION_NAME,
+            )
+        )
+    finally:
+        await conn.close()

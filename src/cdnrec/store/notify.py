@@ -25,6 +25,9 @@ TASKS = "cdnrec_tasks"
 JOBS = "cdnrec_jobs"
 """Channel: a merge job was submitted."""
 
+APPLICATION_NAME = "cdnrec-listen"
+"""How the listening connection shows in pg_stat_activity."""
+
 RETRY = 2.0
 """Seconds before a lost listening connection is opened again (recorders poll meanwhile)."""
 
@@ -50,6 +53,8 @@ async def listen(engine: AsyncEngine, handlers: Mapping[str, Callable[[], None]]
     _, params = engine.sync_engine.dialect.create_connect_args(engine.url)
     accepted = inspect.signature(asyncpg.connect).parameters
     connect = {k: v for k, v in params.items() if k in accepted}
+    settings = dict(connect.get("server_settings") or {})
+    connect["server_settings"] = {**settings, "application_name": APPLICATION_NAME}
     while True:
         await _listen_once(connect, handlers)
         await asyncio.sleep(RETRY)
