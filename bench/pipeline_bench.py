@@ -47,10 +47,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import psutil
-import structlog
 from sqlalchemy import event
 
 import cdnrec.engine.supervisor as supervisor_module
@@ -59,6 +58,7 @@ from cdnrec.cli.common import run_service
 from cdnrec.config import Settings, Vendor
 from cdnrec.engine.layout import Layout, PartialInfo
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingListener, RecordingPlan
+from cdnrec.server import configure_logging
 from cdnrec.store import Task, TaskState
 from cdnrec.store.ids import new_id
 
@@ -222,23 +222,6 @@ def _settings(data_dir: Path, callback_url: str, streams: int) -> Settings:
     return Settings.model_validate({"server": server, "recorder": recorder, "apps": [app]})
 
 
-def _log_to(out: TextIO, level: int) -> None:
-    """Log as `cdnrec serve` does (console renderer, a line per event), into a file."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
-        cache_logger_on_first_use=True,
-    )
-
-
 async def _start_tasks(service: Service, streams: int) -> None:
     app = await service.apps.get(APP_ID)
     assert app is not None
@@ -333,7 +316,7 @@ async def _run(args: argparse.Namespace, arrivals: Any, callback_url: str, work:
     CONDUCTOR = conductor
     supervisor_module.Recorder = BurstRecorder  # type: ignore[misc,assignment]
     with (work / "service.log").open("w") as log_file:
-        _log_to(log_file, logging.getLevelName(args.log_level.upper()))
+        configure_logging(logging.getLevelName(args.log_level.upper()), log_file)
         service = await build_service(_settings(work / "data", callback_url, args.streams))
         await service.start()
         await _start_tasks(service, args.streams)

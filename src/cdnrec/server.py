@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 import uvicorn
@@ -12,8 +13,8 @@ from cdnrec.app import build_service, create_asgi
 from cdnrec.config import Settings
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Structured, human-readable logs on stderr, UTC timestamps."""
+def configure_logging(level: int = logging.INFO, out: TextIO | None = None) -> None:
+    """Structured, human-readable logs on stderr (or `out`), UTC timestamps."""
     logging.basicConfig(level=level, format="%(message)s")
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -26,7 +27,7 @@ def configure_logging(level: int = logging.INFO) -> None:
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
 
