@@ -8,7 +8,6 @@ other targets (and any the first try missed) are picked up from the store after.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ from cdnrec.store.cache import AppCache
 from cdnrec.store.deliveries import NewDelivery
 from cdnrec.store.files import Published
 from cdnrec.store.models import Delivery
+from cdnrec.store.revision import quiet
 
 log = structlog.get_logger("cdnrec.publish")
 
@@ -30,7 +30,10 @@ URL_TTL = 30 * 86400
 
 IDLE_POLL = 5.0
 """How often an idle publisher looks for closed files nobody told it about (left by a process
-that died, or by a prepare that failed in another process), in seconds."""
+that died, or by a prepare that failed in another process), in seconds. On SQLite it reads
+only when the database changed meanwhile, and at least every ``IDLE_LONGEST`` seconds."""
+
+IDLE_LONGEST = 60.0
 
 
 class Publisher:
@@ -104,8 +107,10 @@ class Publisher:
         """Publish closed files until cancelled: look again after `poll` seconds while closed
         files were found (some may be backing off), after `idle_poll` when none were (files
         closed in this process nudge it)."""
+        revision = self._store.revision
         while True:
             self._wake.clear()
+            seen = revision()
             wait = poll
             try:
                 closed = await self._store.files.in_state(FileState.CLOSED, limit=500)
@@ -114,8 +119,9 @@ class Publisher:
                 wait = poll if closed else idle_poll
             except Exception:
                 log.exception("publish.loop_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            if wait == poll:
+                seen = None  # files back off: read again after `poll` whatever changed
+            await quiet(self._wake, revision, seen, every=wait, longest=max(wait, IDLE_LONGEST))
 
     async def _publish_or_back_off(self, file: RecordedFile) -> None:
         """Publish a file; when its target fails, try it again later (doubling, up to 5 min)."""

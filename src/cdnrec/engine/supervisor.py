@@ -29,6 +29,7 @@ from cdnrec.store import FileFacts, FileState, RecordedFile, Store, Task, TaskSt
 from cdnrec.store.batching import GroupCommit
 from cdnrec.store.files import Closing, Published, closed_file, new_file
 from cdnrec.store.models import Delivery
+from cdnrec.store.revision import quiet
 from cdnrec.store.tasks import TaskUpdate
 
 log = structlog.get_logger("cdnrec.engine")
@@ -178,15 +179,26 @@ class Supervisor:
         self._wake.set()
 
     async def run(self) -> None:
-        """Poll for work until cancelled."""
+        """Poll for work until cancelled: when nudged, when the store changed (looked at every
+        `poll`), and when a heartbeat or lease renewal is due (a lapsed lease of a dead recorder
+        changes nothing in the store; the heartbeat's write makes the next look read it)."""
         while not self._closing:
             self._wake.clear()
+            seen = self._store.revision()
             try:
                 await self.tick()
             except Exception:
                 log.exception("supervisor.tick_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll)
+            due = self._next_heartbeat
+            if self._runs:
+                due = min(due, self._next_renew)
+            await quiet(
+                self._wake,
+                self._store.revision,
+                seen,
+                every=self._settings.poll,
+                longest=max(0.0, due - self._clock()),
+            )
 
     async def heartbeat(self) -> None:
         """Tell the store this recorder is alive and how many recordings it may hold (Start

@@ -22,6 +22,7 @@ from cdnrec.store import FileFacts, FileState, RecordedFile, Store
 from cdnrec.store.cache import AppCache
 from cdnrec.store.jobs import Job, JobState, MergedFile
 from cdnrec.store.models import App
+from cdnrec.store.revision import quiet
 
 log = structlog.get_logger("cdnrec.merging")
 T = TypeVar("T")
@@ -48,7 +49,11 @@ class LeaseLost(Exception):
 
 IDLE_POLL = 5.0
 """How often an idle runner looks for jobs nobody told it about (submitted to another process,
-or left by a runner that died), in seconds; a job submitted in this process nudges it."""
+or left by a runner that died), in seconds; a job submitted in this process nudges it. On SQLite
+it reads only when the database changed meanwhile, and at least every ``LONGEST`` seconds (a
+runner's lease lapsing changes nothing in the store)."""
+
+LONGEST = 30.0
 
 
 class JobRunner:
@@ -90,6 +95,7 @@ class JobRunner:
             await self.recover()
             while True:
                 self._wake.clear()
+                seen = self._store.revision()
                 job = None
                 try:
                     job = await self._store.jobs.claim(
@@ -100,8 +106,9 @@ class JobRunner:
                 except Exception:
                     log.exception("merging.loop_failed", job=job.id if job else None)
                 if job is None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._poll)
+                    await quiet(
+                        self._wake, self._store.revision, seen, every=self._poll, longest=LONGEST
+                    )
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._store.jobs.release(self._owner))

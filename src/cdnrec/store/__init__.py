@@ -12,14 +12,17 @@ from cdnrec.store.files import FileFacts, FileRepo
 from cdnrec.store.jobs import JobRepo
 from cdnrec.store.models import App, FileState, RecordedFile, Task, TaskState
 from cdnrec.store.recorders import RecorderRepo
+from cdnrec.store.revision import Revision, revision_for
 from cdnrec.store.tasks import TaskRepo
 
 
 class Store:
     """One database, reached through a repository per kind of record."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, revision: Revision = lambda: None) -> None:
         self.engine = engine
+        self.revision = revision
+        """A token that changes with every commit, from any process (None: it cannot tell)."""
         self.apps = AppRepo(engine)
         self.tasks = TaskRepo(engine)
         self.files = FileRepo(engine)
@@ -33,7 +36,7 @@ class Store:
         engine = open_engine(url)
         if migrate_schema:
             await migrate(engine)
-        return cls(engine)
+        return cls(engine, revision_for(url))
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
     from cdnrec.engine.formats.copy import CopyWriter
 
+_BURST = 8 << 20
+"""Bytes buffered before a write even between two reads of the pull. A native pull flushes after
+every read (``Writer.flush``), so this only bounds an unusual burst; writing once per read is
+what keeps the system calls few (a write of 20 KB costs about as much as one of 200 KB)."""
+
 _KEEP = (
     "width",
     "height",
@@ -75,7 +80,7 @@ class TagFile(Timeline):
             config = inputs.flv.config[k]
             if config is not None:
                 self.buf += tag_bytes(config.type, 0, config.body)
-        self.limit = bufsize
+        self.limit = _BURST  # not ``bufsize``: flushes follow the pull's reads
         self.size = 0
         try:
             self.fh = open(self.info.path, "wb", buffering=0)  # noqa: SIM115
@@ -103,7 +108,7 @@ class TagFile(Timeline):
             self.flush()
 
     def flush(self) -> None:
-        """Write out the buffered tags (once per read of the pull: ≤ 0.5 s of media)."""
+        """Write out the buffered tags (once per read of the pull: about a second of media)."""
         if not self.buf:
             return
         try:

@@ -21,9 +21,10 @@ from cdnrec.engine.formats.base import VIDEO as K_VIDEO
 from cdnrec.engine.formats.base import FlvFeed, Inputs
 from cdnrec.engine.sources.base import Packet, Pull, SourceError
 
-POLL = 0.5
-"""Seconds between two reads of a pull's socket once it records (what arrives meanwhile waits in
-the kernel; a kill -9 can lose it and the writer's ~0.5 s buffer, about 1 s in all)."""
+POLL = 1.0
+"""Seconds between two reads of a pull's socket once it records. What arrives meanwhile waits in
+the kernel, and the writers flush after every read, so a kill -9 loses at most about this much
+(plus FFmpeg's ~0.5 s buffer for the PyAV-muxed formats)."""
 
 POLL_FIRST = 0.05
 """Seconds between reads while a pull opens and for ``FIRST`` s after: the first key frame reaches

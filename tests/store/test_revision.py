@@ -1,0 +1,142 @@
+"""Telling cheaply whether the database changed, and the waits of pollers built on it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from cdnrec.config import RecorderSettings
+from cdnrec.engine.supervisor import Supervisor
+from cdnrec.store import Store
+from cdnrec.store.revision import quiet, revision_for
+from tests.store.test_store_contract import task_of
+
+_WRITE = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO recorders (owner, capacity, seen_ms) VALUES ('other', 1, 1)")
+db.commit()
+"""
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cdnrec.db'}")
+    yield opened
+    await opened.close()
+
+
+async def test_a_commit_of_another_process_changes_the_revision_and_reads_do_not(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    before = sqlite_store.revision()
+    assert before is not None
+    await sqlite_store.recorders.room(0)
+    await sqlite_store.tasks.get("missing")
+    assert sqlite_store.revision() == before
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _WRITE, str(tmp_path / "cdnrec.db")], check=True
+    )
+    assert sqlite_store.revision() != before
+    db = sqlite3.connect(tmp_path / "cdnrec.db")
+    assert db.execute("SELECT owner FROM recorders").fetchall() == [("other",)]
+    db.close()
+
+
+async def test_a_commit_of_this_process_changes_the_revision(sqlite_store: Store) -> None:
+    before = sqlite_store.revision()
+    await sqlite_store.recorders.heartbeat("me", 3, 1)
+    assert sqlite_store.revision() != before
+
+
+def test_stores_that_cannot_tell_have_no_revision() -> None:
+    assert revision_for("postgresql+asyncpg://postgres@127.0.0.1:5432/test")() is None
+    assert revision_for("sqlite+aiosqlite:///:memory:")() is None
+    assert revision_for("sqlite+aiosqlite://")() is None
+
+
+class _Looks:
+    """A revision that counts how often it was looked at."""
+
+    def __init__(self, values: list[object]) -> None:
+        self.values = values
+        self.calls = 0
+
+    def __call__(self) -> object:
+        self.calls += 1
+        return self.values[min(self.calls, len(self.values)) - 1]
+
+
+async def test_quiet_returns_at_once_when_nudged() -> None:
+    wake = asyncio.Event()
+    wake.set()
+    looks = _Looks(["a"])
+    await quiet(wake, looks, "a", every=10.0, longest=60.0)
+    assert looks.calls == 0
+
+
+async def test_quiet_returns_at_the_first_look_that_sees_a_change() -> None:
+    looks = _Looks(["a", "a", "b"])
+    await quiet(asyncio.Event(), looks, "a", every=0.01, longest=60.0)
+    assert looks.calls == 3
+
+
+async def test_quiet_without_a_change_waits_the_longest_looking_every_time() -> None:
+    looks = _Looks(["a"])
+    await quiet(asyncio.Event(), looks, "a", every=0.01, longest=0.2)
+    assert looks.calls >= 5
+
+
+async def test_quiet_for_a_store_that_cannot_tell_waits_one_period() -> None:
+    looks = _Looks([None])
+    await quiet(asyncio.Event(), looks, None, every=0.01, longest=60.0)
+    assert looks.calls == 0
+
+
+async def test_the_supervisor_reads_only_when_the_database_changed(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """No statements while nothing changes; a task another process started is claimed at the
+    next look (poll 0.05 s; the heartbeat is minutes away)."""
+    statements: list[str] = []
+    event.listen(
+        sqlite_store.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: statements.append(args[2]),
+    )
+    settings = RecorderSettings(poll=0.05, lease=600.0)
+    supervisor = Supervisor(sqlite_store, tmp_path / "files", settings, owner="me")
+    running = asyncio.create_task(supervisor.run())
+    other = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cdnrec.db'}", migrate_schema=False)
+    try:
+        deadline = time.monotonic() + 10
+        while not statements or sqlite_store.revision() is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the first round's own writes are looked at once
+        statements.clear()
+        await asyncio.sleep(0.5)
+        assert statements == []
+        now_ms = int(time.time() * 1000)
+        due = replace(task_of("s1"), created_ms=now_ms, deadline_ms=now_ms + 3_600_000)
+        task, _ = await other.tasks.start(due)
+        while supervisor.running == 0:
+            assert time.monotonic() < deadline, statements
+            await asyncio.sleep(0.05)
+        claimed = await other.tasks.get(task.id)
+        assert claimed is not None
+        assert claimed.owner == "me"
+    finally:
+        await supervisor.close(grace=5)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await other.close()
