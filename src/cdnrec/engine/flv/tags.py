@@ -16,7 +16,7 @@ AVC, HEVC = 7, 12
 AAC = 10
 """The audio codec ID with a packet type."""
 
-_HEADER = struct.Struct(">BHBHBBBH")  # type, size hi16/lo8, ts lo24 (hi16/lo8), ts hi8, sid 0/0
+_HEADER = struct.Struct(">II3x")  # type << 24 | size, ts lo24 << 8 | ts hi8, stream id 0
 _PREV = struct.Struct(">I")
 
 
@@ -91,10 +91,7 @@ def file_header(video: bool, audio: bool) -> bytes:
 
 def tag_header(type_: int, ts: int, size: int) -> bytes:
     """The 11-byte header of a tag with ``size`` body bytes at ``ts`` ms."""
-    ts &= 0xFFFFFFFF
-    return _HEADER.pack(
-        type_, size >> 8, size & 0xFF, (ts >> 8) & 0xFFFF, ts & 0xFF, ts >> 24, 0, 0
-    )
+    return _HEADER.pack((type_ << 24) | size, ((ts & 0xFFFFFF) << 8) | ((ts >> 24) & 0xFF))
 
 
 def tag_trailer(size: int) -> bytes:
