@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+from types import FrameType
 from typing import TextIO
 
 import structlog
@@ -32,6 +35,36 @@ def configure_logging(level: int = logging.INFO, out: TextIO | None = None) -> N
     )
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, ticking once a second instead of ten times.
+
+    uvicorn's main loop wakes every 0.1 s to refresh the Date header (which changes once a second)
+    and to see whether it should stop: on an idle service those ticks were about half of its CPU
+    (py-spy, session 4). Here it ticks every second, and a signal to stop wakes it at once.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Stop (as uvicorn does), and wake the main loop now."""
+        super().handle_exit(sig, frame)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def main_loop(self) -> None:
+        """Tick every second until told to stop; each tick counts as ten of uvicorn's."""
+        self._loop = asyncio.get_running_loop()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._stop.wait()
+
+
 async def run(settings: Settings) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), then shut down cleanly."""
     configure_logging()
@@ -47,4 +80,4 @@ async def run(settings: Settings) -> None:
         access_log=False,
         lifespan="on",
     )
-    await uvicorn.Server(config).serve()
+    await Server(config).serve()

@@ -110,9 +110,10 @@ class Publisher:
         revision = self._store.revision
         while True:
             self._wake.clear()
-            seen = revision()
+            seen = None
             wait = poll
             try:
+                seen = await revision()
                 closed = await self._store.files.in_state(FileState.CLOSED, limit=500)
                 await self._load_tasks({f.task_id for f in closed})
                 await asyncio.gather(*(self._publish_or_back_off(f) for f in closed))

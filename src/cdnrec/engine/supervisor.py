@@ -179,13 +179,15 @@ class Supervisor:
         self._wake.set()
 
     async def run(self) -> None:
-        """Poll for work until cancelled: when nudged, when the store changed (looked at every
-        `poll`), and when a heartbeat or lease renewal is due (a lapsed lease of a dead recorder
-        changes nothing in the store; the heartbeat's write makes the next look read it)."""
+        """Poll for work until cancelled: when nudged, when another process changed the store
+        (looked at every `poll`; a store that cannot tell is read every `poll`), and at least
+        when a heartbeat or lease renewal is due (a lapsed lease of a dead recorder changes
+        nothing in the store)."""
         while not self._closing:
             self._wake.clear()
-            seen = self._store.revision()
+            seen = None
             try:
+                seen = await self._store.revision()
                 await self.tick()
             except Exception:
                 log.exception("supervisor.tick_failed")
@@ -197,7 +199,7 @@ class Supervisor:
                 self._store.revision,
                 seen,
                 every=self._settings.poll,
-                longest=max(0.0, due - self._clock()),
+                longest=max(self._settings.poll, due - self._clock()),
             )
 
     async def heartbeat(self) -> None:

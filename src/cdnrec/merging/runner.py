@@ -95,9 +95,10 @@ class JobRunner:
             await self.recover()
             while True:
                 self._wake.clear()
-                seen = self._store.revision()
+                seen = None
                 job = None
                 try:
+                    seen = await self._store.revision()
                     job = await self._store.jobs.claim(
                         self._owner, self._now_ms(), int(self._lease * 1000)
                     )

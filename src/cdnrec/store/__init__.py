@@ -19,10 +19,10 @@ from cdnrec.store.tasks import TaskRepo
 class Store:
     """One database, reached through a repository per kind of record."""
 
-    def __init__(self, engine: AsyncEngine, revision: Revision = lambda: None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.revision = revision
-        """A token that changes with every commit, from any process (None: it cannot tell)."""
+        self.revision: Revision = revision_for(engine)
+        """A token that changes when another process committed (None: it cannot tell)."""
         self.apps = AppRepo(engine)
         self.tasks = TaskRepo(engine)
         self.files = FileRepo(engine)
@@ -36,7 +36,7 @@ class Store:
         engine = open_engine(url)
         if migrate_schema:
             await migrate(engine)
-        return cls(engine, revision_for(url))
+        return cls(engine)
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""

@@ -1,10 +1,11 @@
-"""Whether the database may have changed: lets pollers skip reads that would find nothing new.
+"""Whether another process wrote to the database: lets pollers skip reads that would find nothing.
 
-Work started in this process reaches its pollers by a nudge, and on PostgreSQL work started in
-another process by NOTIFY; what is left for polling is work another process wrote to a shared
-SQLite file. A commit to a SQLite database in WAL mode appends to its ``-wal`` file (a checkpoint
-writes the database file itself), so the sizes and modification times of those two files change
-with every commit, from any process. Looking at them costs two ``stat`` calls instead of a query.
+Work started in this process reaches its pollers by a nudge, and on PostgreSQL the work of other
+processes by NOTIFY; what is left for polling is what another process wrote to a shared SQLite
+file. SQLite tells exactly that: ``PRAGMA data_version`` changes when another connection
+committed, and not when this one did (a process holds one connection, see ``database.py``). The
+pragma is asked only when the database files changed (their size and modification time, two
+``stat`` calls: any commit, ours included, changes them), so a quiet process asks nothing.
 """
 
 from __future__ import annotations
@@ -12,23 +13,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-Revision = Callable[[], object]
-"""A token that differs after any commit to the database (``None``: cannot tell, read anyway)."""
+Revision = Callable[[], Awaitable[object]]
+"""A token that differs after another process committed (``None``: cannot tell, read anyway)."""
 
 
-def revision_for(url: str) -> Revision:
-    """How to tell changes of the database at ``url``: file times of SQLite, nothing otherwise."""
-    parsed = make_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return lambda: None
-    files = (Path(database), Path(database + "-wal"))
-    return lambda: tuple(_stamp(f) for f in files)
+class SqliteRevision:
+    """The revision of a SQLite database file: which connection, and its ``data_version``."""
+
+    def __init__(self, engine: AsyncEngine, database: Path) -> None:
+        self._engine = engine
+        self._files = (database, Path(f"{database}-wal"))
+        self._stamp: tuple[object, ...] = ()
+        self._token: object = None
+
+    async def __call__(self) -> object:
+        stamp = tuple(_stamp(f) for f in self._files)
+        if stamp != self._stamp or self._token is None:
+            # the stamp is taken first: a commit while the pragma runs shows at the next look
+            async with self._engine.connect() as conn:
+                version = (await conn.exec_driver_sql("PRAGMA data_version")).scalar()
+                raw = await conn.get_raw_connection()
+                self._token = (id(raw.driver_connection), version)
+            self._stamp = stamp
+        return self._token
+
+
+async def _unknown() -> object:
+    return None
+
+
+def revision_for(engine: AsyncEngine) -> Revision:
+    """How to tell the changes other processes make: SQLite files can tell, others cannot."""
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return _unknown
+    return SqliteRevision(engine, Path(database))
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -42,12 +67,9 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 async def quiet(
     wake: asyncio.Event, revision: Revision, seen: object, *, every: float, longest: float
 ) -> None:
-    """Wait until nudged (``wake``), until the database changed from ``seen`` (looked at every
-    ``every`` seconds), or ``longest`` seconds. A store that cannot tell changes waits ``every``.
-
-    Timestamps of files are coarse (a few ms), so two commits close together may look like one;
-    what the look misses, the next change or the ``longest`` wait catches.
-    """
+    """Wait until nudged (``wake``), until another process changed the database since ``seen``
+    (looked at every ``every`` seconds), or ``longest`` seconds. A store that cannot tell
+    (``seen`` is None) waits ``every``."""
     loop = asyncio.get_running_loop()
     until = loop.time() + longest
     while True:
@@ -55,7 +77,13 @@ async def quiet(
         if left <= 0:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), min(every, left))
+            async with asyncio.timeout(min(every, left)):
+                await wake.wait()
             return
-        if seen is None or revision() != seen:
+        if seen is None:
             return
+        try:
+            if await revision() != seen:
+                return
+        except Exception:
+            return  # cannot tell: let the caller read (and report what fails)
