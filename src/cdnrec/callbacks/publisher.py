@@ -31,7 +31,7 @@ URL_TTL = 30 * 86400
 IDLE_POLL = 5.0
 """How often an idle publisher looks for closed files nobody told it about (left by a process
 that died, or by a prepare that failed in another process), in seconds. On SQLite it reads
-only when the database changed meanwhile, and at least every ``IDLE_LONGEST`` seconds."""
+only after another process committed, and at least every ``IDLE_LONGEST`` seconds."""
 
 IDLE_LONGEST = 60.0
 

@@ -50,7 +50,7 @@ class LeaseLost(Exception):
 IDLE_POLL = 5.0
 """How often an idle runner looks for jobs nobody told it about (submitted to another process,
 or left by a runner that died), in seconds; a job submitted in this process nudges it. On SQLite
-it reads only when the database changed meanwhile, and at least every ``LONGEST`` seconds (a
+it reads only after another process committed, and at least every ``LONGEST`` seconds (a
 runner's lease lapsing changes nothing in the store)."""
 
 LONGEST = 30.0
