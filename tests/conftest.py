@@ -47,7 +47,7 @@ async def _create_database(admin_url: str, name: str) -> None:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database URL for each backend the store supports."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return f"sqlite:///{tmp_path / 'store.db'}"
     return _fresh_postgres()
 
 

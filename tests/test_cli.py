@@ -183,7 +183,7 @@ def test_apps_remove(config: Path) -> None:
 def test_check_config_accepts_a_valid_file(config: Path) -> None:
     result = cli("check-config", "--config", str(config))
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("ok: 1 app(s), database sqlite+aiosqlite:///")
+    assert result.output.startswith("ok: 1 app(s), database sqlite:///")
 
 
 @pytest.mark.parametrize(

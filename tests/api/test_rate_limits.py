@@ -176,7 +176,7 @@ def replicas(
     """
     app_id = secrets.randbelow(2**31) + 2**31
     clock = FakeClock(float(NOW + secrets.randbelow(10**8)))
-    database = {"url": f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"}
+    database = {"url": f"sqlite:///{tmp_path / 'shared.db'}"}
     limits = {"shared": "redis", "redis_url": redis_url}
 
     def replica(name: str) -> RunningService:

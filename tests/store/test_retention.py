@@ -14,7 +14,7 @@ DAY_MS = 86_400_000
 
 
 async def _world(tmp_path: Path) -> tuple[Store, Storages, Task]:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     storages = Storages(Settings.model_validate({"server": {"data_dir": str(tmp_path)}}))
     task = Task(
         id=new_id(),

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from cdnrec.config import RecorderSettings
 from cdnrec.engine.supervisor import Supervisor
 from cdnrec.store import Store
+from cdnrec.store.database import open_engine
 from cdnrec.store.revision import quiet, revision_for
 from tests.store.test_store_contract import task_of
 
@@ -31,7 +31,7 @@ db.commit()
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cdnrec.db'}")
+    opened = await Store.open(f"sqlite:///{tmp_path / 'cdnrec.db'}")
     yield opened
     await opened.close()
 
@@ -64,10 +64,10 @@ async def test_commits_of_this_process_leave_the_revision_alone(sqlite_store: St
 async def test_stores_that_cannot_tell_have_no_revision() -> None:
     for url in (
         "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
-        "sqlite+aiosqlite:///:memory:",
-        "sqlite+aiosqlite://",
+        "sqlite:///:memory:",
+        "sqlite://",
     ):
-        engine = create_async_engine(url)
+        engine = open_engine(url)
         assert await revision_for(engine)() is None
         await engine.dispose()
 
@@ -124,7 +124,7 @@ async def test_the_supervisor_reads_only_when_the_database_changed(
     settings = RecorderSettings(poll=0.05, lease=600.0)
     supervisor = Supervisor(sqlite_store, tmp_path / "files", settings, owner="me")
     running = asyncio.create_task(supervisor.run())
-    other = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cdnrec.db'}", migrate_schema=False)
+    other = await Store.open(f"sqlite:///{tmp_path / 'cdnrec.db'}", migrate_schema=False)
     try:
         deadline = time.monotonic() + 10
         while not statements:

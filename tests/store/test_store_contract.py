@@ -351,13 +351,15 @@ async def test_sqlite_finds_the_active_task_of_a_stream_through_the_index(
     """Start and Stop look up a stream's active task on every call; a table scan grows with
     history (the API bench fell to a quarter of its rate once some 20,000 tasks had ended)."""
     given = {"p_app_id": 1, "p_vendor": "Tencent", "p_stream_id": "s1", "p_stop_ms": 0}
-    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}")
+    opened = await Store.open(f"sqlite:///{tmp_path / 'plan.db'}")
     try:
         compiled = getattr(task_queries, name).compile(dialect=opened.engine.dialect)
         values = compiled.construct_params(given)
         args = tuple(values[key] for key in compiled.positiontup or ())
         async with opened.engine.connect() as conn:
-            plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", args)).all()
+            plan = await conn.run_sync(
+                lambda c: c.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", args).all()
+            )
     finally:
         await opened.close()
     assert any("USING INDEX uq_tasks_active_stream" in str(row[-1]) for row in plan), plan

@@ -234,7 +234,7 @@ class Settings(_Frozen):
         """The SQLAlchemy URL of the store."""
         if self.database.url:
             return self.database.url
-        return f"sqlite+aiosqlite:///{(self.server.data_dir / 'cdnrec.db').as_posix()}"
+        return f"sqlite:///{(self.server.data_dir / 'cdnrec.db').as_posix()}"
 
     def storage_root(self) -> Path:
         """The default local storage folder."""

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdnrec.store.apps import AppRepo
-from cdnrec.store.database import migrate, open_engine
+from cdnrec.store.database import Database, migrate, open_engine
 from cdnrec.store.deliveries import DeliveryRepo
 from cdnrec.store.files import FileFacts, FileRepo
 from cdnrec.store.jobs import JobRepo
@@ -19,7 +18,7 @@ from cdnrec.store.tasks import TaskRepo
 class Store:
     """One database, reached through a repository per kind of record."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self.engine = engine
         self.revision: Revision = revision_for(engine)
         """A token that changes when another process committed (None: it cannot tell)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdnrec.config import Vendor, VendorSettings
+from cdnrec.store.database import Database
 from cdnrec.store.models import App
 from cdnrec.store.tables import apps, vendor_configs
 
@@ -15,7 +15,7 @@ from cdnrec.store.tables import apps, vendor_configs
 class AppRepo:
     """Reads and writes apps."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def get(self, app_id: int) -> App | None:

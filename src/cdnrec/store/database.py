@@ -7,15 +7,27 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from cdnrec.store.threaded import ThreadedConnection, ThreadedEngine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+Database = AsyncEngine | ThreadedEngine
+"""The store's engine: PostgreSQL through asyncpg, SQLite on a thread of its own."""
 
-def open_engine(url: str) -> AsyncEngine:
-    """Create the async engine for a database URL; SQLite gets WAL and a busy timeout."""
+Conn = AsyncConnection | ThreadedConnection
+"""A connection of either `Database` while a transaction or read holds it."""
+
+
+def open_engine(url: str) -> Database:
+    """Create the engine for a database URL; SQLite gets WAL and a busy timeout.
+
+    Any ``sqlite`` URL (``sqlite:///path``, or ``sqlite+aiosqlite:///path`` as cdnrec wrote it
+    before) is opened with Python's own ``sqlite3`` on the store's thread (``threaded.py``).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -23,20 +35,14 @@ def open_engine(url: str) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # One connection: SQLite takes one writer at a time, and writers of one process that
         # contend on separate connections wait in SQLite's busy handler, which sleeps up to
-        # 100 ms a turn (tail latencies of a second under load). Queueing here is fair and cheap.
-        # Every use ends its transaction itself (engine.begin() commits or rolls back,
-        # engine.connect() rolls back on close), so the pool's extra ROLLBACK on return, a
-        # round trip to aiosqlite's thread after every commit, is skipped.
-        engine = create_async_engine(
-            url,
+        # 100 ms a turn (tail latencies of a second under load). Queueing on the loop is fair.
+        engine = create_engine(
+            parsed.set(drivername="sqlite+pysqlite"),
             connect_args={"timeout": 30},
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=60,
-            pool_reset_on_return=None,
+            pool_reset_on_return=None,  # every use ends its own transaction
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return ThreadedEngine(engine)
     if parsed.get_backend_name() == "postgresql":
         return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     raise ValueError(
@@ -59,7 +65,7 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+async def migrate(engine: Database, revision: str = "head") -> None:
     """Bring the database schema up to `revision`."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cdnrec.store.database import Conn, Database
 from cdnrec.store.ids import new_id
 from cdnrec.store.models import Delivery, FileState
 from cdnrec.store.tables import deliveries, files
@@ -48,7 +48,7 @@ class Attempt:
 class DeliveryRepo:
     """Reads and writes deliveries."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def enqueue(
@@ -169,7 +169,7 @@ _ATTEMPTED = (
 
 
 async def insert_once(
-    conn: AsyncConnection, queued: Sequence[NewDelivery], now_ms: int
+    conn: Conn, queued: Sequence[NewDelivery], now_ms: int
 ) -> list[Delivery] | None:
     """Add the deliveries that do not exist yet (per event and subject), due at `now_ms`, in the
     transaction of `conn` (one statement); return those added, as `due` would read them.

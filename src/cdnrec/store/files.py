@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor
+from cdnrec.store.database import Database
 from cdnrec.store.deliveries import NewDelivery, insert_once
 from cdnrec.store.ids import new_handle, new_id, new_public_id
 from cdnrec.store.models import Delivery, FileState, RecordedFile, Task
@@ -97,7 +97,7 @@ def new_file(task: Task, fmt: str, partial_path: str, begin_ms: int, now_ms: int
 class FileRepo:
     """Reads and writes file records."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def opened(

@@ -7,9 +7,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, exists, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdnrec.config import Vendor
+from cdnrec.store.database import Database
 from cdnrec.store.files import FileFacts
 from cdnrec.store.ids import new_handle, new_id, new_public_id
 from cdnrec.store.models import FileState, RecordedFile
@@ -100,7 +100,7 @@ class Job:
 class JobRepo:
     """Reads and writes jobs."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def create(self, job: Job) -> None:

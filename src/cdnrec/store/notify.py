@@ -15,7 +15,9 @@ from typing import Any
 
 import structlog
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cdnrec.store.database import Conn, Database
 
 log = structlog.get_logger("cdnrec.store")
 
@@ -36,17 +38,17 @@ PING = 30.0
 would otherwise go unnoticed)."""
 
 
-async def tell(conn: AsyncConnection, channel: str) -> None:
+async def tell(conn: Conn, channel: str) -> None:
     """Tell the listening processes on `channel`, when this transaction commits."""
     if conn.dialect.name == "postgresql":
         await conn.execute(text(f"NOTIFY {channel}"))
 
 
-async def listen(engine: AsyncEngine, handlers: Mapping[str, Callable[[], None]]) -> None:
+async def listen(engine: Database, handlers: Mapping[str, Callable[[], None]]) -> None:
     """Call a channel's handler whenever another process notifies it, until cancelled; returns
     at once on a database without notifications. Every handler is also called after each
     (re)connection, for what changed while nobody listened."""
-    if engine.dialect.name != "postgresql":
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
         return
     import asyncpg  # only PostgreSQL needs it
 

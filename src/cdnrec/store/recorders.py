@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cdnrec.store.database import Database
 from cdnrec.store.tables import recorders, tasks
 from cdnrec.store.tasks import LIVE
 
@@ -14,7 +14,7 @@ from cdnrec.store.tasks import LIVE
 class RecorderRepo:
     """Recorders say they are alive with their capacity; Start asks how much room is left."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def heartbeat(self, owner: str, capacity: int, now_ms: int) -> None:

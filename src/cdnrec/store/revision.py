@@ -16,7 +16,9 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection
+
+from cdnrec.store.database import Database
 
 Revision = Callable[[], Awaitable[object]]
 """A token that differs after another process committed (``None``: cannot tell, read anyway)."""
@@ -25,7 +27,7 @@ Revision = Callable[[], Awaitable[object]]
 class SqliteRevision:
     """The revision of a SQLite database file: which connection, and its ``data_version``."""
 
-    def __init__(self, engine: AsyncEngine, database: Path) -> None:
+    def __init__(self, engine: Database, database: Path) -> None:
         self._engine = engine
         self._files = (database, Path(f"{database}-wal"))
         self._stamp: tuple[object, ...] = ()
@@ -36,18 +38,22 @@ class SqliteRevision:
         if stamp != self._stamp or self._token is None:
             # the stamp is taken first: a commit while the pragma runs shows at the next look
             async with self._engine.connect() as conn:
-                version = (await conn.exec_driver_sql("PRAGMA data_version")).scalar()
-                raw = await conn.get_raw_connection()
-                self._token = (id(raw.driver_connection), version)
+                self._token = await conn.run_sync(_version)
             self._stamp = stamp
         return self._token
+
+
+def _version(conn: Connection) -> object:
+    """Which connection (a new one counts its own commits afresh), and its data_version."""
+    version = conn.exec_driver_sql("PRAGMA data_version").scalar()
+    return (id(conn.connection.driver_connection), version)
 
 
 async def _unknown() -> object:
     return None
 
 
-def revision_for(engine: AsyncEngine) -> Revision:
+def revision_for(engine: Database) -> Revision:
     """How to tell the changes other processes make: SQLite files can tell, others cannot."""
     url = engine.url
     database = url.database or ""

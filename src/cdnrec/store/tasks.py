@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import and_, bindparam, literal_column, or_, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor, VendorSettings
+from cdnrec.store.database import Conn, Database
 from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
 from cdnrec.store.notify import TASKS, tell
 from cdnrec.store.tables import tasks
@@ -66,7 +66,7 @@ _FINISH = (
 class TaskRepo:
     """Reads and writes tasks."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def start(self, task: Task) -> tuple[Task, bool]:
@@ -299,7 +299,7 @@ _INSERT_UNLESS_ACTIVE: dict[str, Any] = {
 }
 
 
-async def _stopping(conn: AsyncConnection, task_ids: list[str]) -> set[str]:
+async def _stopping(conn: Conn, task_ids: list[str]) -> set[str]:
     if not task_ids:
         return set()
     query = select(tasks.c.id).where(
@@ -308,16 +308,14 @@ async def _stopping(conn: AsyncConnection, task_ids: list[str]) -> set[str]:
     return {r.id for r in await conn.execute(query)}
 
 
-async def _claim(
-    conn: AsyncConnection, owner: str, now_ms: int, lease_ms: int, limit: int
-) -> list[Task]:
+async def _claim(conn: Conn, owner: str, now_ms: int, lease_ms: int, limit: int) -> list[Task]:
     query = select(tasks.c.id).where(tasks.c.state.in_(LIVE), _free(now_ms)).limit(limit)
     free = [r.id for r in (await conn.execute(query)).all()]
     return await _take(conn, free, owner, now_ms, lease_ms)
 
 
 async def _take(
-    conn: AsyncConnection, task_ids: list[str], owner: str, now_ms: int, lease_ms: int
+    conn: Conn, task_ids: list[str], owner: str, now_ms: int, lease_ms: int
 ) -> list[Task]:
     """Lease those of `task_ids` that are still free to `owner` (one statement); the tasks it
     got, in the order of `task_ids`."""

@@ -1,0 +1,183 @@
+"""SQLite through SQLAlchemy's synchronous engine, awaited from the event loop on one thread.
+
+What a SQLite statement costs a service is mostly the way there: through SQLAlchemy's asyncio
+adaptation of aiosqlite every statement took two or three hand-overs between the loop and
+aiosqlite's thread, and a greenlet switch per driver call. Here the one connection lives on one
+thread of its own; a statement is one hand-over, its rows are fetched there, and the loop gets
+them as `Rows`. A transaction holds the connection for its whole length (an `asyncio.Lock`, so
+waiting is fair and costs no thread), as the single-connection pool did before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import structlog
+from sqlalchemy import Connection, Engine, Row
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound
+from sqlalchemy.sql.base import Executable
+
+log = structlog.get_logger("cdnrec.store")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+
+
+class Rows:
+    """What a statement returned, fetched on the database's thread: its rows (none for a
+    statement that returns none) and how many rows it changed."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: Sequence[Row[Any]], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Row[Any]]:
+        return iter(self._rows)
+
+    def all(self) -> Sequence[Row[Any]]:
+        """Every row."""
+        return self._rows
+
+    def first(self) -> Row[Any] | None:
+        """The first row, or None."""
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Row[Any]:
+        """The only row; raises when there is none or more than one."""
+        if not self._rows:
+            raise NoResultFound("No row was found when one was required")
+        if len(self._rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when exactly one was required")
+        return self._rows[0]
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        """The first column of the only row."""
+        return self.one()[0]
+
+
+class ThreadedConnection:
+    """The engine's connection while one transaction (or read) holds it."""
+
+    def __init__(self, engine: ThreadedEngine) -> None:
+        self._engine = engine
+        self.dialect = engine.dialect
+
+    async def execute(self, statement: Executable, parameters: Parameters = None) -> Rows:
+        """Run a statement (executemany with a list of parameter sets)."""
+        return await self._engine.run(_execute, statement, parameters)
+
+    async def run_sync(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Call `fn(connection, …)` on the database's thread, inside this transaction."""
+        return await self._engine.run(fn, *args, **kwargs)
+
+
+class ThreadedEngine:
+    """A synchronous SQLAlchemy engine whose one connection is used from one thread only."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.sync_engine = engine
+        self.dialect = engine.dialect
+        self.url = engine.url
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+        self._conn: Connection | None = None  # touched on the thread only
+        self._turn = asyncio.Lock()
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
+        self._disposed = False
+
+    async def run(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Call `fn(connection, …)` on the database's thread and wait for its answer."""
+        call = functools.partial(self._call, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[ThreadedConnection]:
+        """Hold the connection for a transaction: committed when the block ends, rolled back
+        when it raises."""
+        async with self._held():
+            try:
+                yield ThreadedConnection(self)
+            except BaseException:
+                self._later(_rollback)
+                raise
+            await self.run(_commit)
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[ThreadedConnection]:
+        """Hold the connection for reads; whatever the block began is rolled back after it
+        (queued on the thread, ahead of the next holder's statements)."""
+        async with self._held():
+            try:
+                yield ThreadedConnection(self)
+            finally:
+                self._later(_rollback)
+
+    async def dispose(self) -> None:
+        """Close the connection and stop the thread (once; later calls do nothing)."""
+        if self._disposed:
+            return
+        self._disposed = True
+        async with self._held():
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    def _held(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._turn_loop is not loop:  # a lock belongs to one loop (tests run several)
+            self._turn, self._turn_loop = asyncio.Lock(), loop
+        return self._turn
+
+    def _later(self, fn: Callable[[Connection], None]) -> None:
+        """Queue `fn(connection)` on the thread without waiting (it runs before anything queued
+        after it); a failure is logged."""
+        self._thread.submit(self._call, fn).add_done_callback(_log_failure)
+
+    def _call(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.sync_engine.connect()
+        return fn(self._conn, *args, **kwargs)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.sync_engine.dispose()
+
+
+def _execute(conn: Connection, statement: Executable, parameters: Parameters) -> Rows:
+    result = conn.execute(statement, parameters)
+    changed = result.rowcount  # read while the cursor is open (-1 for a query)
+    rows: Sequence[Row[Any]] = result.all() if result.returns_rows else ()
+    return Rows(rows, changed)
+
+
+def _commit(conn: Connection) -> None:
+    conn.commit()
+
+
+def _rollback(conn: Connection) -> None:
+    conn.rollback()
+
+
+def _log_failure(done: Future[Any]) -> None:
+    error = done.exception()
+    if error is not None:
+        log.error("store.rollback_failed", error=f"{type(error).__name__}: {error}")
