@@ -58,7 +58,7 @@ from cdnrec.cli.common import run_service
 from cdnrec.config import Settings, Vendor
 from cdnrec.engine.layout import Layout, PartialInfo
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingListener, RecordingPlan
-from cdnrec.server import configure_logging
+from cdnrec.server import SWITCH_INTERVAL, configure_logging
 from cdnrec.store import Task, TaskState
 from cdnrec.store.ids import new_id
 
@@ -453,7 +453,9 @@ def _report(args: argparse.Namespace, conductor: Conductor, measured: Measured) 
         f"of a core)"
     )
     if measured.profile is not None:
-        pstats.Stats(measured.profile).sort_stats("tottime").print_stats(args.profile)
+        pstats.Stats(measured.profile).sort_stats(
+            os.environ.get("PROFILE_SORT", "tottime")
+        ).print_stats(args.profile)
 
 
 def main() -> None:
@@ -475,6 +477,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=int, default=0, help="print the N costliest functions of the event loop"
     )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=SWITCH_INTERVAL * 1000,
+        help="the GIL switch interval, ms (default: what `cdnrec serve` sets)",
+    )
     args = parser.parse_args()
     port = _free_port()
     arrivals: Any = multiprocessing.get_context("spawn").Queue()
@@ -482,7 +490,7 @@ def main() -> None:
         target=_receive, args=(port, arrivals, not args.no_keep_alive), daemon=True
     )
     receiver.start()
-    sys.setswitchinterval(0.0005)  # as `cdnrec serve` does
+    sys.setswitchinterval(args.switch_interval / 1000)
     try:
         with tempfile.TemporaryDirectory(prefix="cdnrec-pipeline-") as work:
             # on uvloop when installed, as `cdnrec serve` runs

@@ -65,12 +65,15 @@ class Server(uvicorn.Server):
                     await self._stop.wait()
 
 
+SWITCH_INTERVAL = 0.0005
+"""The GIL switch interval of a service (s): how long a busy recorder thread may keep the GIL
+while the event loop waits for it."""
+
+
 async def run(settings: Settings) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), then shut down cleanly."""
     configure_logging()
-    # The event loop shares the GIL with one recorder thread per stream; at the default 5 ms
-    # switch interval every hop of a database call can wait that long behind busy recorders.
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     service = await build_service(settings)
     config = uvicorn.Config(
         create_asgi(service),

@@ -19,7 +19,8 @@ class LocalStorage:
         self._public_url = public_url
 
     def path_of(self, key: str) -> Path | None:
-        """The path of `key` under the root, or None when `key` would leave it."""
+        """The path of `key` under the root, or None when `key` would leave it (it resolves
+        symbolic links: a `stat` per path component)."""
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
             return None
@@ -27,10 +28,13 @@ class LocalStorage:
 
     async def store(self, key: str) -> None:
         """Make the file (and an M3U8's segments) durable on disk."""
+        await asyncio.to_thread(self._store, key)
+
+    def _store(self, key: str) -> None:
         path = self.path_of(key)
         if path is None:
             raise ValueError(f"key {key!r} is outside the storage root")
-        await asyncio.to_thread(_fsync_tree, path)
+        _fsync_tree(path)
 
     async def delete(self, key: str) -> None:
         """Remove the file (and an M3U8's segments)."""

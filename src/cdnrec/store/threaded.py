@@ -116,7 +116,11 @@ class ThreadedEngine:
             except BaseException:
                 self._later(_rollback)
                 raise
-            await self.run(_commit)
+            try:
+                await self.run(_commit)
+            except BaseException:
+                self._later(_rollback)  # e.g. the database was busy: nothing stays half done
+                raise
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[ThreadedConnection]:
