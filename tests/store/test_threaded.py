@@ -48,12 +48,14 @@ async def test_rows_answer_like_a_result(engine: ThreadedEngine) -> None:
     async with engine.connect() as conn:
         rows = await conn.execute(ALL)
         assert [tuple(r) for r in rows.all()] == [(1, "a"), (2, "b")]
-        assert rows.first() is not None and rows.first() == (1, "a")
+        assert rows.first() is not None
+        assert rows.first() == (1, "a")
         assert rows.scalar() == 1
         with pytest.raises(MultipleResultsFound):
             rows.one()
         none = await conn.execute(text("SELECT k FROM t WHERE k = 3"))
-        assert none.first() is None and none.scalar() is None
+        assert none.first() is None
+        assert none.scalar() is None
         with pytest.raises(NoResultFound):
             none.scalar_one()
         one = await conn.execute(text("SELECT v FROM t WHERE k = 2"))
@@ -63,14 +65,20 @@ async def test_rows_answer_like_a_result(engine: ThreadedEngine) -> None:
 async def test_a_block_that_raises_is_rolled_back_and_the_connection_goes_on(
     engine: ThreadedEngine,
 ) -> None:
-    with pytest.raises(RuntimeError):
+    async def gives_up() -> None:
         async with engine.begin() as conn:
             await conn.execute(INSERT, {"k": 1, "v": "lost"})
             raise RuntimeError("the caller gave up")
-    with pytest.raises(IntegrityError):
+
+    async def duplicates() -> None:
         async with engine.begin() as conn:
             await conn.execute(INSERT, {"k": 2, "v": "lost too"})
             await conn.execute(INSERT, {"k": 2, "v": "duplicate"})
+
+    with pytest.raises(RuntimeError):
+        await gives_up()
+    with pytest.raises(IntegrityError):
+        await duplicates()
     async with engine.begin() as conn:
         await conn.execute(INSERT, {"k": 3, "v": "kept"})
     assert await _rows(engine) == [(3, "kept")]
@@ -90,7 +98,8 @@ async def test_transactions_take_turns(engine: ThreadedEngine) -> None:
 
     await asyncio.gather(writer("a", 10), writer("b", 20))
     first, second = sorted(seen.values(), key=len)
-    assert len(first) == 2 and len(second) == 4
+    assert len(first) == 2
+    assert len(second) == 4
     assert await _rows(engine) == sorted(second)
 
 
