@@ -14,8 +14,7 @@ Reported: close->callback latency per file (from the moment the file was complet
 the moment the receiver got its `record` callback; p50, p90, max, overall and per burst) and to
 the outbox (the delivery's created_ms); per file: CPU of the event-loop thread (its idle polling,
 measured before the bursts, taken out) and of the process (the `--busy` threads taken
-out), SQL statements, commits, and uses of a pooled connection with the time it was held (SQLite
-has one connection: when that time nears the burst's length, everything queues behind it).
+out), SQL statements and commits (`--statements N`: the N most frequent statements, per file).
 Idle cost (event-loop CPU per second, SQL statements and commits per second) is measured for
 `--idle` seconds before the bursts, with every recording open. `--busy N` runs N pure-Python threads that compete for the GIL as busy recorder threads do (at
 the 0.5 ms switch interval `cdnrec serve` sets); the loop runs on uvloop as `cdnrec serve` does.
@@ -30,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import json
 import logging
@@ -245,41 +245,26 @@ async def _start_tasks(service: Service, streams: int) -> None:
 
 @dataclass
 class Counts:
-    """SQL statements, commits and uses of a pooled connection (and how long it was held)."""
+    """SQL statements (by text) and commits."""
 
     statements: int = 0
     commits: int = 0
-    checkouts: int = 0
-    held: float = 0.0
+    by_text: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 @contextmanager
 def _counting(service: Service) -> Iterator[Counts]:
     counts = Counts()
     engine = service.store.engine.sync_engine
-    taken: dict[int, float] = {}
 
-    def statement(*_: Any) -> None:
+    def statement(_conn: Any, _cursor: Any, text: str, *_: Any) -> None:
         counts.statements += 1
+        counts.by_text[" ".join(text.split())[:100]] += 1
 
     def commit(*_: Any) -> None:
         counts.commits += 1
 
-    def checkout(_conn: Any, record: Any, _proxy: Any) -> None:
-        taken[id(record)] = time.perf_counter()
-
-    def checkin(_conn: Any, record: Any) -> None:
-        start = taken.pop(id(record), None)
-        if start is not None:
-            counts.checkouts += 1
-            counts.held += time.perf_counter() - start
-
-    hooks = {
-        "before_cursor_execute": statement,
-        "commit": commit,
-        "checkout": checkout,
-        "checkin": checkin,
-    }
+    hooks = {"before_cursor_execute": statement, "commit": commit}
     for name, hook in hooks.items():
         event.listen(engine, name, hook)
     try:
@@ -444,9 +429,10 @@ def _report(args: argparse.Namespace, conductor: Conductor, measured: Measured) 
         f"per file: event-loop CPU {measured.loop_cpu / files * 1000:.2f} ms (idle polling "
         f"taken out), process CPU {measured.process_cpu / files * 1000:.2f} ms (busy threads "
         f"taken out), {counts.statements / files:.1f} SQL statements, "
-        f"{counts.commits / files:.1f} commits, {counts.checkouts / files:.1f} connection uses "
-        f"holding it {counts.held / files * 1000:.1f} ms"
+        f"{counts.commits / files:.1f} commits"
     )
+    for text, n in counts.by_text.most_common(args.statements):
+        print(f"  {n / files:5.2f} per file: {text}")
     print(
         f"event-loop CPU over the window, idle polling included: {measured.total_loop_cpu:.3f} s "
         f"in {measured.window:.1f} s ({measured.total_loop_cpu / measured.window * 100:.2f} % "
@@ -476,6 +462,9 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="the service's log level")
     parser.add_argument(
         "--profile", type=int, default=0, help="print the N costliest functions of the event loop"
+    )
+    parser.add_argument(
+        "--statements", type=int, default=0, help="print the N most frequent SQL statements"
     )
     parser.add_argument(
         "--switch-interval",
