@@ -22,7 +22,8 @@ The first burst also pays for first-time work (task cache, new connections to th
 
 Usage: .venv/bin/python bench/pipeline_bench.py [--streams 100] [--bursts 3] [--period 10]
        [--spread 1] [--busy 0] [--size 65536] [--idle 4] [--no-keep-alive] [--log-level info]
-       [--profile N]
+       [--profile N] [--profile-sort tottime|cumulative] [--statements N]
+       [--switch-interval MS]
 """
 
 from __future__ import annotations
@@ -439,9 +440,7 @@ def _report(args: argparse.Namespace, conductor: Conductor, measured: Measured) 
         f"of a core)"
     )
     if measured.profile is not None:
-        pstats.Stats(measured.profile).sort_stats(
-            os.environ.get("PROFILE_SORT", "tottime")
-        ).print_stats(args.profile)
+        pstats.Stats(measured.profile).sort_stats(args.profile_sort).print_stats(args.profile)
 
 
 def main() -> None:
@@ -462,6 +461,11 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="the service's log level")
     parser.add_argument(
         "--profile", type=int, default=0, help="print the N costliest functions of the event loop"
+    )
+    parser.add_argument(
+        "--profile-sort",
+        default="tottime",
+        help="how --profile orders functions (pstats: tottime, cumulative, ncalls, …)",
     )
     parser.add_argument(
         "--statements", type=int, default=0, help="print the N most frequent SQL statements"
