@@ -70,6 +70,16 @@ def _files(client: Client, stream_id: str) -> list[dict[str, object]]:
     return [f for t in answer["Data"]["Tasks"] for f in t["Files"]]
 
 
+def _mp4_holds_media(root: Path) -> bool:
+    """Whether the newest MP4 partial has a fragment of media on disk (False while a split
+    renames it away)."""
+    try:
+        parts = sorted(root.glob(".partial/*/mp4_*.mp4.part"), key=lambda p: p.stat().st_mtime)
+        return bool(parts) and b"moof" in parts[-1].read_bytes()
+    except FileNotFoundError:
+        return False
+
+
 def _task(client: Client, stream_id: str) -> dict[str, object]:
     answer = client.call("DescribeCDNRecordTask", {"StreamId": stream_id, "Vendor": "Tencent"})
     task: dict[str, object] = answer["Data"]["Tasks"][0]
@@ -101,7 +111,10 @@ def test_kill_9_mid_file_repairs_announces_once_and_continues(
         client.call("StartCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
         wait_for(lambda: len(receiver.records()) >= 3, 40)  # the first file of each format
         wait_for(lambda: any(f["State"] == "writing" for f in _files(client, stream_id)), 20)
-        time.sleep(1.5)  # into the middle of the second files
+        # into the middle of a file, once its MP4 holds a fragment: before that an MP4 partial
+        # has no media (a fragment is ~1 s, built from reads 1 s apart), and a partial without
+        # media is discarded on restart rather than repaired
+        wait_for(lambda: _mp4_holds_media(tmp_path / "data" / "files"), 20)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         killed_at = time.time()
