@@ -14,9 +14,13 @@ from tests.support.media import PacketIndex, make_clip
 from tests.support.origins import NginxRtmp, nginx_missing
 
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
+from cdnrec.engine.pump import Pumps
 from cdnrec.engine.recorder import Recorder
 
 _ids = itertools.count()
+
+PUMPS = Pumps(2)
+"""Pump threads shared by the recorders of every test, as a service shares them."""
 
 
 @pytest.fixture(scope="session")
@@ -103,12 +107,13 @@ class Collector:
 
 
 class Running:
-    """A recorder running in its own thread."""
+    """A recorder running in its own thread, its native pulls read by the shared pump threads
+    (``pumps=None``: by that thread)."""
 
     def __init__(self, plan: RecordingPlan, **kw: Any) -> None:
         self.plan = plan
         self.events = Collector()
-        self.recorder = Recorder(plan, self.events, **kw)
+        self.recorder = Recorder(plan, self.events, **{"pumps": PUMPS, **kw})
         self.result: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"rec-{plan.recording_id}")
         self.thread.start()

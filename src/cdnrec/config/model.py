@@ -81,6 +81,8 @@ class RecorderSettings(_Frozen):
     poll: Duration = 0.5
     pull_client: Literal["native", "ffmpeg"] = "native"
     """Who pulls rtmp:// and http:// FLV sources: cdnrec's own client (tags copied) or FFmpeg."""
+    pump_threads: int = Field(2, ge=0)
+    """Threads that read and write the native pulls of all recordings (0: a thread each)."""
 
 
 class RetentionSettings(_Frozen):

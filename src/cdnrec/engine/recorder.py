@@ -1,4 +1,7 @@
-"""The recorder: one pull of one stream written to every requested format, in one thread."""
+"""The recorder: one pull of one stream written to every requested format.
+
+A recorder's thread connects, retries and closes; the reading loop of a batched (native) pull is
+stepped by a pump thread shared with other recordings when the recorder has ``Pumps``."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from cdnrec.engine.formats.base import AUDIO, VIDEO
 from cdnrec.engine.formats.copy import CopyWriter
 from cdnrec.engine.layout import Layout
 from cdnrec.engine.plan import RecordingListener, RecordingPlan
+from cdnrec.engine.pump import Job, Pumps, Steps, drive
 from cdnrec.engine.sources import Pull, SourceError, open_source
 
 log = logging.getLogger(__name__)
@@ -37,7 +41,8 @@ class Recorder:
     """Records one stream per ``RecordingPlan`` until stopped, its deadline, or its end.
 
     ``run()`` blocks (call it in a thread of its own) and returns ``"ended"`` or ``"failed"``;
-    source problems are retried with capped exponential backoff, never raised.
+    source problems are retried with capped exponential backoff, never raised. With ``pumps``,
+    a batched pull is read by a pump thread while ``run()`` sleeps.
     """
 
     def __init__(
@@ -48,6 +53,7 @@ class Recorder:
         clock: Callable[[], float] = time.time,
         read_timeout: float = 1.0,
         backoff: tuple[float, float] = (0.25, 5.0),
+        pumps: Pumps | None = None,
     ) -> None:
         self.plan = plan
         self.listener = listener
@@ -55,6 +61,8 @@ class Recorder:
         self.read_timeout = read_timeout
         self.backoff = backoff
         self._stop = threading.Event()
+        self.pumps = pumps
+        self._job: Job | None = None
         self._state_now = ""
         self._wall_base_ms = 0.0
         self.ctx = WriterContext(
@@ -77,6 +85,9 @@ class Recorder:
     def stop(self) -> None:
         """Ask ``run()`` to close every file and return (thread-safe, returns at once)."""
         self._stop.set()
+        job = self._job
+        if job is not None:
+            job.poke()
 
     def run(self) -> str:
         """Record until stopped, the deadline or the end of the stream; the final state."""
@@ -110,7 +121,7 @@ class Recorder:
             if pull is not None:
                 before = self.packets
                 try:
-                    reason = self._pump(pull, down_since)
+                    reason = self._drive(pull, self._pump(pull, down_since))
                 finally:
                     pull.close()
                 if reason in ("stopped", "deadline reached"):
@@ -192,7 +203,21 @@ class Recorder:
             w.configure(inputs)
         return list(self.writers.values())
 
-    def _pump(self, pull: Pull, down_since: float | None) -> str:
+    def _drive(self, pull: Pull, steps: Steps) -> str:
+        """Run a pull's reading loop: on a pump if it reads in batches and pumps are given."""
+        if self.pumps is None or not pull.batched:
+            return drive(steps, self._stop)
+        self._job = job = Job(steps, self._stop)
+        try:
+            if self._stop.is_set():
+                job.poke()
+            return self.pumps.run(job)
+        finally:
+            self._job = None
+
+    def _pump(self, pull: Pull, down_since: float | None) -> Steps:
+        """The reading loop of one pull: yields the pauses between batched reads, returns why
+        the pull ended."""
         inputs = pull.inputs
         video, audio = inputs.streams
         if video is None and audio is None:
@@ -211,16 +236,20 @@ class Recorder:
         clock = self.clock
         n = 0
         pull.idle = self._flush
-        packets = pull.packets()
+        packets = pull.steps()
         # Only reading is a source error (retried); anything a writer raises fails the recording.
         try:
             while True:
                 try:
-                    pkt, k, dts, pts, dur, key = next(packets)
+                    item = next(packets)
                 except StopIteration:
                     return pull.ended or "source ended"
                 except SourceError as e:
                     return f"read error: {e}"
+                if item.__class__ is float:
+                    yield item
+                    continue
+                pkt, k, dts, pts, dur, key = item  # type: ignore[misc]
                 if not anchored:
                     if want_key and (k != VIDEO or not key):
                         if adts is not None and k == AUDIO:

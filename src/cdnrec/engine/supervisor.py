@@ -1,4 +1,5 @@
-"""The supervisor: claims tasks from the store and runs one Recorder thread per task.
+"""The supervisor: claims tasks from the store and runs one Recorder thread per task (the
+native pulls of all of them read by a few shared pump threads).
 
 It reports what recorders do (files opened and closed, phases, the end of a task) into the store
 and hands closed files to whoever takes them over (the publisher). The file reports of all
@@ -23,6 +24,7 @@ import structlog
 
 from cdnrec.config import RecorderSettings
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
+from cdnrec.engine.pump import Pumps
 from cdnrec.engine.recorder import Recorder
 from cdnrec.media.repair import repair
 from cdnrec.store import FileFacts, FileState, RecordedFile, Store, Task, TaskState
@@ -163,6 +165,7 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._next_renew = 0.0
         self._next_heartbeat = 0.0
+        self._pumps = Pumps(settings.pump_threads) if settings.pump_threads else None
         self._files = GroupCommit(self._write_batch)
         self._tasks = GroupCommit(self._store.tasks.apply)
 
@@ -247,7 +250,7 @@ class Supervisor:
         queue: asyncio.Queue[object] = asyncio.Queue()
         native = self._settings.pull_client == "native"
         plan = plan_for(task, self._root, self._settings.path_template, native_pull=native)
-        recorder = Recorder(plan, _Listener(loop, queue), clock=self._clock)
+        recorder = Recorder(plan, _Listener(loop, queue), clock=self._clock, pumps=self._pumps)
         done: asyncio.Future[str] = loop.create_future()
 
         def body() -> None:

@@ -36,10 +36,16 @@ class Pull:
     """Whether audio may arrive as ADTS and need converting (MPEG-TS based pulls)."""
     idle: Callable[[], None] = staticmethod(_nothing)
     """Called by pulls that read in batches before they wait: the recorder flushes its files."""
+    batched: bool = False
+    """Whether ``steps()`` yields pauses between reads (else its reads block, in their thread)."""
 
     def packets(self) -> Iterator[Packet]:
         """Packets in arrival order; a read failure raises SourceError."""
         raise NotImplementedError
+
+    def steps(self) -> Iterator[Packet | float]:
+        """Packets, and for a batched pull the seconds to wait (a float) before each next read."""
+        return self.packets()
 
     def close(self) -> None:
         """Release the connection; never raises."""

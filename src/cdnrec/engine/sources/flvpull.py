@@ -86,6 +86,8 @@ def _frame_ms(stream: Any, meta: dict[str, Any]) -> int:
 class FlvPull(Pull):
     """A live pull of FLV tags; opening reads until the streams are known, like a probe."""
 
+    batched = True
+
     def __init__(self, session: TagSession, timeout: float, wait: Callable[[float], bool]) -> None:
         self.session = session
         self.timeout = timeout
@@ -169,7 +171,17 @@ class FlvPull(Pull):
 
     # -- reading -------------------------------------------------------------------------------
     def packets(self) -> Iterator[Packet]:
-        """Media tags as packets; a changed codec configuration ends the pull."""
+        """Media tags as packets, waiting in this thread between reads."""
+        for item in self.steps():
+            if isinstance(item, float):
+                if self.wait(item):
+                    time.sleep(POLL_FIRST)
+            else:
+                yield item
+
+    def steps(self) -> Iterator[Packet | float]:
+        """Media tags as packets, and after each read the seconds to wait before the next one
+        (the files are flushed first); a changed codec configuration ends the pull."""
         present = [s is not None for s in self.inputs.streams]
         vdur, adur = self.durations
         config = self.config
@@ -200,11 +212,9 @@ class FlvPull(Pull):
                 self.ended = self.session.ended
                 return
             self.idle()
-            pause = POLL if time.monotonic() > slow_from else POLL_FIRST
-            if self.wait(pause):
-                # The recorder stops at its next check (every 32 packets, as with FFmpeg
-                # pulls), so a stop just after a split does not leave a file of one frame.
-                time.sleep(POLL_FIRST)
+            # After a stop the recorder goes on to its next check (every 32 packets, as with
+            # FFmpeg pulls), so a stop just after a split does not leave a file of one frame.
+            yield POLL if time.monotonic() > slow_from else POLL_FIRST
             pending = self.session.poll()
             now = time.monotonic()
             if pending:

@@ -1,0 +1,158 @@
+"""Pump threads: a few threads that step the batched reads of many recordings.
+
+A native pull reads its socket about once a second and writes what came; in between it waits.
+Given a thread each, a hundred recordings are a hundred threads waking at their own moments and
+taking the GIL from one another. Here a recording's reading loop is a generator that yields how
+long to wait before its next read (``Steps``); a pump thread keeps the generators of many
+recordings in a schedule, wakes when the earliest is due, and steps every one due within
+``SLACK`` in that same wake.
+
+A recording's own thread still connects, retries and closes (work that may block for seconds);
+while its pull is pumped it sleeps without a timeout, which costs nothing. Pulls that block in
+their reads (FFmpeg's) never yield and are stepped in their own thread (``drive``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Generator
+
+Steps = Generator[float, None, str]
+"""A reading loop: yields the seconds to wait before stepping it again, returns why it ended."""
+
+AFTER_STOP = 0.05
+"""Seconds to the next step once a stop was asked (the recorder stops at its next check)."""
+
+SLACK = 0.02
+"""A pump that wakes also steps what falls due within this many seconds: fewer wakes."""
+
+
+def drive(steps: Steps, stop: threading.Event) -> str:
+    """Step ``steps`` in this thread, sleeping in between (cut short by ``stop``); its result."""
+    while True:
+        try:
+            pause = next(steps)
+        except StopIteration as end:
+            return str(end.value)
+        if stop.wait(pause):
+            time.sleep(AFTER_STOP)
+
+
+class Job:
+    """One recording's steps on a pump; ``Pumps.run`` waits for their end."""
+
+    def __init__(self, steps: Steps, stop: threading.Event) -> None:
+        self.steps = steps
+        self.stop = stop
+        self.due = 0.0
+        self.done = threading.Event()
+        self.result = ""
+        self.error: BaseException | None = None
+        self.pump: _Pump | None = None
+
+    def step(self) -> float | None:
+        """Run the steps to their next pause: its length (None: they ended)."""
+        try:
+            return next(self.steps)
+        except StopIteration as end:
+            self.result = str(end.value)
+        except BaseException as e:  # handed to the waiting recorder thread, which reports it
+            self.error = e
+        self.done.set()
+        return None
+
+    def poke(self) -> None:
+        """A stop was asked: step soon rather than at the next read."""
+        pump = self.pump
+        if pump is not None:
+            pump.hurry(self, time.monotonic() + AFTER_STOP)
+
+
+class _Pump:
+    """One pump thread and its schedule (a heap of due times; stale entries are skipped)."""
+
+    def __init__(self, name: str) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self.jobs = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def add(self, job: Job) -> None:
+        """Step ``job`` now, then as it asks."""
+        job.pump = self
+        with self._cond:
+            self.jobs += 1
+            self._push(job, time.monotonic())
+
+    def hurry(self, job: Job, due: float) -> None:
+        """Step ``job`` no later than ``due``."""
+        with self._cond:
+            if not job.done.is_set() and due < job.due:
+                self._push(job, due)
+
+    def _push(self, job: Job, due: float) -> None:
+        job.due = due
+        heapq.heappush(self._heap, (due, next(self._seq), job))
+        if self._heap[0][2] is job:
+            self._cond.notify()
+
+    def _due(self) -> list[Job]:
+        """Wait until something is due; everything due within ``SLACK``."""
+        heap = self._heap
+        with self._cond:
+            while True:
+                while heap and heap[0][0] != heap[0][2].due:
+                    heapq.heappop(heap)  # rescheduled earlier (hurried): a stale entry
+                wait = heap[0][0] - time.monotonic() if heap else None
+                if wait is not None and wait <= SLACK:
+                    break
+                self._cond.wait(wait)
+            horizon = time.monotonic() + SLACK
+            jobs = []
+            while heap and heap[0][0] <= horizon:
+                due, _, job = heapq.heappop(heap)
+                if due == job.due:
+                    job.due = float("inf")  # being stepped: a hurry now is moot
+                    jobs.append(job)
+            return jobs
+
+    def _run(self) -> None:
+        while True:
+            stepped = [(job, job.step()) for job in self._due()]
+            with self._cond:
+                now = time.monotonic()
+                for job, pause in stepped:
+                    if pause is None:
+                        self.jobs -= 1
+                    else:  # a stop asked while it ran finds the lock taken, then this due
+                        self._push(job, now + (AFTER_STOP if job.stop.is_set() else pause))
+
+
+class Pumps:
+    """The pump threads of a process (started as needed); ``run`` pumps one recording's steps."""
+
+    def __init__(self, threads: int = 2) -> None:
+        self._size = max(1, threads)
+        self._pumps: list[_Pump] = []
+        self._lock = threading.Lock()
+
+    def run(self, job: Job) -> str:
+        """Pump ``job`` until its steps end; their result, or what they raised. Blocks the
+        caller, without waking, until then."""
+        self._least_busy().add(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _least_busy(self) -> _Pump:
+        with self._lock:
+            if len(self._pumps) < self._size:
+                self._pumps.append(_Pump(f"pump-{len(self._pumps)}"))
+                return self._pumps[-1]
+            return min(self._pumps, key=lambda p: p.jobs)

@@ -1,0 +1,131 @@
+"""Pump threads: many recordings' reading loops stepped by a few threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.engine.checks import check_file
+from tests.engine.conftest import Running, stream_name
+from tests.engine.test_formats import wait_live
+from tests.support.media import PacketIndex, continuity
+from tests.support.origins import NginxRtmp, publish
+
+from cdnrec.engine.pump import Job, Pumps, Steps, drive
+
+
+def counting(n: int, pause: float, seen: list[str]) -> Steps:
+    """Steps that record the thread of each step and end after ``n`` pauses."""
+    for _ in range(n):
+        seen.append(threading.current_thread().name)
+        yield pause
+    seen.append(threading.current_thread().name)
+    return f"ended after {n}"
+
+
+def test_pumps_step_many_jobs_on_their_own_threads() -> None:
+    """Eight jobs on two pumps: each returns its result to its caller; only the two pump
+    threads ever step them, both of them."""
+    pumps = Pumps(2)
+    seen: list[list[str]] = [[] for _ in range(8)]
+    results: list[str] = [""] * 8
+
+    def caller(i: int) -> None:
+        results[i] = pumps.run(Job(counting(5, 0.01, seen[i]), threading.Event()))
+
+    callers = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(20)
+    assert results == ["ended after 5"] * 8
+    assert all(len(s) == 6 for s in seen)
+    assert {name for s in seen for name in s} == {"pump-0", "pump-1"}
+
+
+def test_a_stop_steps_a_waiting_job_at_once() -> None:
+    """A job that asked to wait a minute is stepped again soon after its stop is asked (the
+    recorder's stop()), then at short intervals until it ends."""
+    stop = threading.Event()
+    steps_at: list[float] = []
+
+    def waiting() -> Steps:
+        while not (stop.is_set() and len(steps_at) >= 3):
+            steps_at.append(time.monotonic())
+            yield 60.0
+        return "stopped"
+
+    job = Job(waiting(), stop)
+    out: list[str] = []
+    t = threading.Thread(target=lambda: out.append(Pumps(1).run(job)))
+    t.start()
+    time.sleep(0.3)
+    assert len(steps_at) == 1  # it waits its minute
+    stop.set()
+    job.poke()
+    t.join(20)
+    assert out == ["stopped"]
+    assert steps_at[-1] - steps_at[0] < 30  # far less than the two minutes it asked for
+
+
+def test_what_the_steps_raise_reaches_the_caller() -> None:
+    """An error inside the steps (a writer failing) is raised in the waiting thread, and the
+    pump goes on stepping other jobs."""
+
+    def failing() -> Steps:
+        yield 0.01
+        raise OSError("disk full")
+
+    pumps = Pumps(1)
+    with pytest.raises(OSError, match="disk full"):
+        pumps.run(Job(failing(), threading.Event()))
+    seen: list[str] = []
+    assert pumps.run(Job(counting(2, 0.01, seen), threading.Event())) == "ended after 2"
+
+
+def test_drive_steps_in_the_calling_thread() -> None:
+    """Without pumps the caller steps its own loop, sleeping the pauses."""
+    seen: list[str] = []
+    assert drive(counting(3, 0.01, seen), threading.Event()) == "ended after 3"
+    assert set(seen) == {threading.current_thread().name}
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("pumped", [True, False], ids=["pump-threads", "own-thread"])
+def test_native_pull_records_the_same_on_pumps_and_on_its_own_thread(
+    pumped: bool,
+    nginx: NginxRtmp,
+    av_clip: Path,
+    av_index: PacketIndex,
+    make_plan: Callable[..., object],
+    running: Callable[..., Running],
+) -> None:
+    """Three streams recorded at once, read by the shared pump threads or each by its own
+    thread: either way every FLV file is valid and each recording's packets are the source's,
+    without a gap or a repeat across its splits."""
+    names = [stream_name() for _ in range(3)]
+    pubs = [publish(av_clip, nginx.url(n)) for n in names]
+    try:
+        for n in names:
+            wait_live(nginx.url(n))
+        kw = {} if pumped else {"pumps": None}
+        runs = [running(make_plan(nginx.url("{stream_id}"), stream_id=n), **kw) for n in names]
+        for r in runs:
+            r.events.wait(lambda e: len(e.files("flv")) >= 2, timeout=30)
+        assert [r.stop() for r in runs] == ["ended"] * 3
+    finally:
+        for p in pubs:
+            p.stop()
+    kinds = ("video", "audio")
+    for r in runs:
+        files = r.events.files("flv")
+        assert len(files) >= 2
+        for i, f in enumerate(files):
+            check_file(f, r.plan.storage_root, kinds, last=i == len(files) - 1)
+        res = continuity(av_index, [f.path for f in files], kinds)
+        for k in kinds:
+            assert res.packets[k] > 0
+            assert (res.lost[k], res.dup[k], res.unknown[k]) == (0, 0, 0), res
