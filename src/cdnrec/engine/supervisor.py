@@ -163,7 +163,6 @@ class Supervisor:
         self._runs: dict[str, _Run] = {}
         self._closing = False
         self._wake = asyncio.Event()
-        self._next_renew = 0.0
         self._next_heartbeat = 0.0
         self._pumps = Pumps(settings.pump_threads) if settings.pump_threads else None
         self._files = GroupCommit(self._write_batch)
@@ -195,8 +194,6 @@ class Supervisor:
             except Exception:
                 log.exception("supervisor.tick_failed")
             due = self._next_heartbeat
-            if self._runs:
-                due = min(due, self._next_renew)
             await quiet(
                 self._wake,
                 self._store.revision,
@@ -212,12 +209,13 @@ class Supervisor:
         await self._store.recorders.heartbeat(self.owner, self._settings.capacity, self._now_ms())
 
     async def tick(self) -> None:
-        """One round: say it is alive, renew leases, stop what was stopped, claim new tasks."""
+        """One round: say it is alive and renew leases (together, a third of the lease apart),
+        stop what was stopped, claim new tasks."""
         lease_ms = int(self._settings.lease * 1000)
         if self._clock() >= self._next_heartbeat:
             await self.heartbeat()
-        if self._runs and self._clock() >= self._next_renew:
-            await self._renew(lease_ms)
+            if self._runs:
+                await self._renew(lease_ms)
         room = self._settings.capacity - len(self._runs)
         stopping, claimed = await self._store.tasks.poll(
             self.owner, list(self._runs), self._now_ms(), lease_ms, room
@@ -230,8 +228,7 @@ class Supervisor:
             await self._launch(task)
 
     async def _renew(self, lease_ms: int) -> None:
-        """Extend every lease (a third of the lease apart); stop recordings whose lease was lost."""
-        self._next_renew = self._clock() + self._settings.lease / 3
+        """Extend every lease; stop recordings whose lease was lost."""
         held = await self._store.tasks.renew(
             self.owner, list(self._runs), self._now_ms() + lease_ms
         )
