@@ -23,14 +23,16 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import av
 
 from cdnrec.engine.plan import RecordingPlan
+from cdnrec.engine.pump import drive
 from cdnrec.engine.recorder import Recorder
-from cdnrec.engine.sources import Pull
+from cdnrec.engine.sources.base import AvPull
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_probe import NullListener
@@ -91,7 +93,7 @@ def engine(sample: str, loops: int, out: Path, interval: float) -> int:
     )
     rec = Recorder(plan, NullListener())
     for _ in range(loops):
-        rec._pump(Pull(av.open(sample)), None)
+        drive(rec._pump(AvPull(av.open(sample)), None), threading.Event())
     rec._close_all()
     return rec.packets
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """cdnrec's recording engine without the service: a diagnostic for ``engine_bench.py``.
 
-One process, one ``cdnrec.engine.recorder.Recorder`` thread per stream, with a listener that does
-nothing: no API, no database, no supervisor, no publisher, no callbacks. The difference between
+One process, one ``cdnrec.engine.recorder.Recorder`` thread per stream and the native pulls read
+by shared pump threads (as ``cdnrec serve`` runs them; ``--pump-threads 0``: each by its recorder
+thread), with a listener that does nothing: no API, no database, no supervisor, no publisher, no callbacks. The difference between
 this approach (``engine_bare``) and ``cdnrec`` in the same run is what the service around the
 engine costs; the difference between it and ``pyav`` is what the engine adds to a bare PyAV remux.
 
-    engine_probe.py STREAMS_TSV [--segment 10] [--formats flv]
+    engine_probe.py STREAMS_TSV [--segment 10] [--formats flv] [--pump-threads 2]
 
 STREAMS_TSV as for the shared harness (``name<TAB>url<TAB>outdir``, outdirs ``<P>/<name>``); files
 are written with the same layout as ``cdnrec_recorder.py`` uses (storage root ``P``). Stops on
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
+from cdnrec.engine.pump import Pumps
 from cdnrec.engine.recorder import Recorder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,6 +54,9 @@ def main() -> int:
     ap.add_argument("streams_tsv")
     ap.add_argument("--segment", type=float, default=10.0, help="interval (and hls_segment), s")
     ap.add_argument("--formats", default="flv")
+    ap.add_argument(
+        "--pump-threads", type=int, default=2, help="threads reading native pulls (0: one each)"
+    )
     a = ap.parse_args()
     rows = read_streams(a.streams_tsv)
     parents = {str(Path(d).resolve().parent) for _, _, d in rows}
@@ -62,6 +67,7 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     listener = NullListener()
+    pumps = Pumps(a.pump_threads) if a.pump_threads else None
     recorders = []
     for i, (name, url, _) in enumerate(rows):
         plan = RecordingPlan(
@@ -78,7 +84,7 @@ def main() -> int:
             storage_root=root,
             path_template=PATH_TEMPLATE,
         )
-        recorders.append(Recorder(plan, listener))
+        recorders.append(Recorder(plan, listener, pumps=pumps))
     threads = [
         threading.Thread(target=r.run, name=f"rec-{r.plan.stream_id}", daemon=True)
         for r in recorders
