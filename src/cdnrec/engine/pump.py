@@ -116,7 +116,7 @@ class _Pump:
             jobs = []
             while heap and heap[0][0] <= horizon:
                 due, _, job = heapq.heappop(heap)
-                if due == job.due:
+                if due == job.due and not job.done.is_set():  # hurried as its last step ran
                     job.due = float("inf")  # being stepped: a hurry now is moot
                     jobs.append(job)
             return jobs

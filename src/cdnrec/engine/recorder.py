@@ -209,8 +209,6 @@ class Recorder:
             return drive(steps, self._stop)
         self._job = job = Job(steps, self._stop)
         try:
-            if self._stop.is_set():
-                job.poke()
             return self.pumps.run(job)
         finally:
             self._job = None
