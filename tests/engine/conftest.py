@@ -72,6 +72,8 @@ class Collector:
         self.states: list[tuple[str, str]] = []
         self.opened: list[OpenFile] = []
         self.closed: list[ClosedFile] = []
+        self.closed_on: list[str] = []
+        """The thread that announced each closed file."""
 
     def on_state(self, state: str, detail: str = "") -> None:
         """Record a state."""
@@ -89,6 +91,7 @@ class Collector:
         """Record a closed file."""
         with self.cond:
             self.closed.append(f)
+            self.closed_on.append(threading.current_thread().name)
             self.cond.notify_all()
 
     def wait(self, pred: Callable[[Collector], bool], timeout: float = 20.0) -> None:

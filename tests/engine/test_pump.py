@@ -86,6 +86,48 @@ def test_what_the_steps_raise_reaches_the_caller() -> None:
     assert pumps.run(Job(counting(2, 0.01, seen), threading.Event())) == "ended after 2"
 
 
+def test_deferred_work_runs_in_order_on_the_waiting_thread() -> None:
+    """What the steps defer (finishing a closed file) runs in the thread that waits in
+    ``Pumps.run``, in the order deferred, all of it before ``run`` returns."""
+    done: list[tuple[int, str]] = []
+    job: Job
+
+    def note(i: int) -> Callable[[], None]:
+        return lambda: done.append((i, threading.current_thread().name))
+
+    def deferring() -> Steps:
+        for i in range(4):
+            job.defer(note(i))
+            yield 0.01
+        return "ended"
+
+    job = Job(deferring(), threading.Event())
+    assert Pumps(1).run(job) == "ended"
+    assert done == [(i, threading.current_thread().name) for i in range(4)]
+
+
+def test_failing_deferred_work_stops_the_steps_and_is_raised() -> None:
+    """Deferred work that raises (a file that cannot be renamed) stops the steps, as a stop
+    would, and the caller gets the error once they ended."""
+    stop = threading.Event()
+    job: Job
+
+    def rename() -> None:
+        raise OSError("cannot rename")
+
+    def steps() -> Steps:
+        job.defer(rename)
+        while not stop.is_set():
+            yield 60.0
+        return "stopped"
+
+    job = Job(steps(), stop)
+    with pytest.raises(OSError, match="cannot rename"):
+        Pumps(1).run(job)
+    assert stop.is_set()
+    assert job.done.is_set()
+
+
 def test_drive_steps_in_the_calling_thread() -> None:
     """Without pumps the caller steps its own loop, sleeping the pauses."""
     seen: list[str] = []
@@ -121,6 +163,8 @@ def test_native_pull_records_the_same_on_pumps_and_on_its_own_thread(
             p.stop()
     kinds = ("video", "audio")
     for r in runs:
+        # every file is finished (renamed, checksummed, announced) by its recording's thread
+        assert set(r.events.closed_on) == {r.thread.name}
         files = r.events.files("flv")
         assert len(files) >= 2
         for i, f in enumerate(files):

@@ -8,7 +8,8 @@ recordings in a schedule, wakes when the earliest is due, and steps every one du
 ``SLACK`` in that same wake.
 
 A recording's own thread still connects, retries and closes (work that may block for seconds);
-while its pull is pumped it sleeps without a timeout, which costs nothing. Pulls that block in
+while its pull is pumped it sleeps without a timeout, which costs nothing, and finishes the files
+its pump closed (``Job.defer``: renaming, the checksum, the announcement). Pulls that block in
 their reads (FFmpeg's) never yield and are stepped in their own thread (``drive``).
 """
 
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import queue
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 Steps = Generator[float, None, str]
 """A reading loop: yields the seconds to wait before stepping it again, returns why it ended."""
@@ -52,6 +54,11 @@ class Job:
         self.result = ""
         self.error: BaseException | None = None
         self.pump: _Pump | None = None
+        self._inbox: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+
+    def defer(self, work: Callable[[], None]) -> None:
+        """Run ``work`` in the thread waiting in ``Pumps.run`` (in order), not on the pump."""
+        self._inbox.put(work)
 
     def step(self) -> float | None:
         """Run the steps to their next pause: its length (None: they ended)."""
@@ -62,7 +69,23 @@ class Job:
         except BaseException as e:  # handed to the waiting recorder thread, which reports it
             self.error = e
         self.done.set()
+        self._inbox.put(None)
         return None
+
+    def serve(self) -> None:
+        """Run deferred work until the steps ended; what the first failing work raised stops
+        the steps and is raised after them."""
+        failure: BaseException | None = None
+        while (work := self._inbox.get()) is not None:
+            try:
+                work()
+            except BaseException as e:
+                if failure is None:
+                    failure = e
+                    self.stop.set()
+                    self.poke()
+        if self.error is None and failure is not None:
+            self.error = failure
 
     def poke(self) -> None:
         """A stop was asked: step soon rather than at the next read."""
@@ -142,10 +165,10 @@ class Pumps:
         self._lock = threading.Lock()
 
     def run(self, job: Job) -> str:
-        """Pump ``job`` until its steps end; their result, or what they raised. Blocks the
-        caller, without waking, until then."""
+        """Pump ``job`` until its steps end; their result, or what they (or work they deferred)
+        raised. The caller runs the deferred work meanwhile, and otherwise sleeps."""
         self._least_busy().add(job)
-        job.done.wait()
+        job.serve()
         if job.error is not None:
             raise job.error
         return job.result

@@ -72,6 +72,7 @@ class Recorder:
             stream_id=plan.stream_id,
             listener=listener,
             wall_ms=self._wall_ms,
+            defer=self._defer,
         )
         self.writers: dict[str, Writer] = {}
         self.files_open = False
@@ -186,6 +187,14 @@ class Recorder:
         if state != self._state_now:
             self._state_now = state
             self.listener.on_state(state, detail)
+
+    def _defer(self, work: Callable[[], None]) -> None:
+        """Finish a closed file: on this recording's thread while a pump runs its loop."""
+        job = self._job
+        if job is None:
+            work()
+        else:
+            job.defer(work)
 
     def _wall_ms(self, t: float) -> int:
         return int(self._wall_base_ms + t * 1000.0)

@@ -78,6 +78,10 @@ class Inputs:
         return (p.name, p.sample_rate, p.channels, config)
 
 
+def _now(work: Callable[[], None]) -> None:
+    work()
+
+
 @dataclass(frozen=True)
 class WriterContext:
     """What writers of one recording share: naming, reporting and the wall clock."""
@@ -89,6 +93,9 @@ class WriterContext:
     listener: RecordingListener
     wall_ms: Callable[[float], int]
     """Maps recording time (s) to wall-clock UTC ms."""
+    defer: Callable[[Callable[[], None]], None] = _now
+    """Runs the finishing of a closed file (rename, checksum, announcement): at once, or later
+    on the recording's own thread while a pump thread writes the recording."""
 
     def open_partial(self, fmt: str, begin_ms: int) -> PartialInfo:
         """Create a new partial of format ``fmt`` and announce it."""
@@ -227,11 +234,15 @@ def finish_file(
     codecs: tuple[str, ...],
     gaps: tuple[tuple[float, float], ...] = (),
     repaired: bool = False,
-) -> ClosedFile:
-    """Move a closed single-file partial to its final path and describe it."""
-    closed = finalize(ctx.layout, info, end_ms, duration, codecs, gaps, repaired)
-    ctx.listener.on_file_closed(closed)
-    return closed
+) -> None:
+    """Move a closed single-file partial to its final path and announce it (``ctx.defer``: the
+    checksum of a two-hour file reads gigabytes, which must not hold up a pump thread)."""
+
+    def finish() -> None:
+        closed = finalize(ctx.layout, info, end_ms, duration, codecs, gaps, repaired)
+        ctx.listener.on_file_closed(closed)
+
+    ctx.defer(finish)
 
 
 def finalize(
