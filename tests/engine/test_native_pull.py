@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from tests.support.origins import NginxRtmp, free_port, listen_flv, publish
 
 from cdnrec.engine.flv import amf0
 from cdnrec.engine.flv.tags import AUDIO, VIDEO, FlvError, FlvReader, Tag, tag_bytes
+from cdnrec.engine.formats.flvtag import write_parts
 from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, Message, chunk
 from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay, Target
 from cdnrec.engine.sources import AvPull, SourceError, open_source
@@ -326,3 +328,25 @@ def test_pings_acks_and_peer_bandwidth_are_answered() -> None:
         (5, (5_000_000).to_bytes(4, "big")),  # our window acknowledgement size
         (3, (600).to_bytes(4, "big")),  # acknowledgement of the bytes received
     ]
+
+
+def test_tag_parts_are_written_whole_across_short_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FLV tags buffered as parts reach the file byte for byte in order, also when every
+    ``writev`` writes only a few bytes (as a full disk or a signal can make it) and when there
+    are more parts than one call takes."""
+    real = os.writev
+    calls = []
+
+    def short(fd: int, parts: list[bytes]) -> int:
+        calls.append(len(parts))
+        return real(fd, [b"".join(parts)[:7]])
+
+    parts = [bytes([i % 251]) * (i % 13) + b"x" for i in range(3000)]
+    path = tmp_path / "parts.bin"
+    with path.open("wb", buffering=0) as fh:
+        monkeypatch.setattr(os, "writev", short)
+        write_parts(fh.fileno(), list(parts))
+    assert path.read_bytes() == b"".join(parts)
+    assert max(calls) <= os.sysconf("SC_IOV_MAX")
