@@ -18,7 +18,7 @@ from cdnrec.config import RecorderSettings
 from cdnrec.engine.supervisor import Supervisor
 from cdnrec.store import Store
 from cdnrec.store.database import open_engine
-from cdnrec.store.revision import quiet, revision_for
+from cdnrec.store.revision import SETTLE, quiet, revision_for
 from tests.store.test_store_contract import task_of
 
 _WRITE = """
@@ -73,7 +73,10 @@ async def test_stores_that_cannot_tell_have_no_revision() -> None:
 
 
 class _Looks:
-    """A revision that counts how often it was looked at."""
+    """A revision that counts how often it was looked at (on a timer: no watch)."""
+
+    changes = None
+    settled = True
 
     def __init__(self, values: list[object]) -> None:
         self.values = values
@@ -148,3 +151,16 @@ async def test_the_supervisor_reads_only_when_the_database_changed(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await other.close()
+
+
+async def test_a_look_right_after_a_write_is_trusted_only_once_the_write_settled(
+    sqlite_store: Store,
+) -> None:
+    """A commit reaches the WAL file a moment before it is visible: a look that soon after a
+    write asks again next time (the pollers look again rather than wait for another write)."""
+    await sqlite_store.recorders.heartbeat("me", 3, 1)
+    await sqlite_store.revision()
+    assert not sqlite_store.revision.settled
+    await asyncio.sleep(SETTLE + 0.05)
+    await sqlite_store.revision()
+    assert sqlite_store.revision.settled

@@ -43,7 +43,9 @@ class Store:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
-        """Release every connection."""
+        """Release every connection (and stop watching the database files)."""
+        if self.revision.changes is not None:
+            self.revision.changes.close()
         await self.engine.dispose()
 
 

@@ -6,6 +6,9 @@ file. SQLite tells exactly that: ``PRAGMA data_version`` changes when another co
 committed, and not when this one did (a process holds one connection, see ``database.py``). The
 pragma is asked only when the database files changed (their size and modification time, two
 ``stat`` calls: any commit, ours included, changes them), so a quiet process asks nothing.
+
+Where the system reports writes to files (``watch.py``), a poller does not even look on a
+timer: it sleeps until a database file is written, then looks at most once per ``every``.
 """
 
 from __future__ import annotations
@@ -13,15 +16,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Connection
 
 from cdnrec.store.database import Database
+from cdnrec.store.watch import FileWatch
 
-Revision = Callable[[], Awaitable[object]]
-"""A token that differs after another process committed (``None``: cannot tell, read anyway)."""
+
+class Revision(Protocol):
+    """A token that differs after another process committed (``None``: cannot tell, read
+    anyway), and the writes to the database that may have changed it."""
+
+    changes: FileWatch | None
+    """Writes to the database files as they happen (None: look on a timer)."""
+
+    @property
+    def settled(self) -> bool:
+        """Whether the last token can be trusted until the next write: False while a commit
+        written just before the look may not be visible yet."""
+        ...
+
+    def __call__(self) -> Awaitable[object]:
+        """The current token."""
+        ...
+
+
+SETTLE = 0.25
+"""Seconds after a write to the database files before a look that saw no change is trusted.
+A commit writes its pages to the WAL file first and becomes visible a moment later (in the
+shared-memory index, which changes no file): a look in between sees the old version."""
 
 
 class SqliteRevision:
@@ -32,6 +59,12 @@ class SqliteRevision:
         self._files = (database, Path(f"{database}-wal"))
         self._stamp: tuple[object, ...] = ()
         self._token: object = None
+        self.changes = FileWatch.open(database.parent, [f.name for f in self._files])
+
+    @property
+    def settled(self) -> bool:
+        """Whether the last look came long enough after the last write to be trusted."""
+        return bool(self._stamp)
 
     async def __call__(self) -> object:
         stamp = tuple(_stamp(f) for f in self._files)
@@ -39,7 +72,9 @@ class SqliteRevision:
             # the stamp is taken first: a commit while the pragma runs shows at the next look
             async with self._engine.connect() as conn:
                 self._token = await conn.run_sync(_version)
-            self._stamp = stamp
+            written_ns = max((s[2] for s in stamp if s is not None), default=0)
+            settled = time.time_ns() - written_ns > SETTLE * 1e9
+            self._stamp = stamp if settled else ()  # not settled: ask again at the next look
         return self._token
 
 
@@ -49,8 +84,14 @@ def _version(conn: Connection) -> object:
     return (id(conn.connection.driver_connection), version)
 
 
-async def _unknown() -> object:
-    return None
+class _Unknown:
+    """The revision of a store that cannot tell (PostgreSQL: NOTIFY carries its changes)."""
+
+    changes: FileWatch | None = None
+    settled = True
+
+    async def __call__(self) -> object:
+        return None
 
 
 def revision_for(engine: Database) -> Revision:
@@ -58,7 +99,7 @@ def revision_for(engine: Database) -> Revision:
     url = engine.url
     database = url.database or ""
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return _unknown
+        return _Unknown()
     return SqliteRevision(engine, Path(database))
 
 
@@ -73,23 +114,50 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 async def quiet(
     wake: asyncio.Event, revision: Revision, seen: object, *, every: float, longest: float
 ) -> None:
-    """Wait until nudged (``wake``), until another process changed the database since ``seen``
-    (looked at every ``every`` seconds), or ``longest`` seconds. A store that cannot tell
-    (``seen`` is None) waits ``every``."""
+    """Wait until nudged (``wake``), until another process changed the database since ``seen``,
+    or ``longest`` seconds. The database is looked at every ``every`` seconds, or, where its
+    writes are watched, after a write (until a look comes ``SETTLE`` s after it) and at most
+    once per ``every``. A store that cannot tell (``seen`` is None) waits ``every``."""
     loop = asyncio.get_running_loop()
     until = loop.time() + longest
+    changes = revision.changes if seen is not None else None
     while True:
-        left = until - loop.time()
-        if left <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(every, left)):
-                await wake.wait()
+        generation = changes.generation if changes is not None else 0
+        if await _woken(wake, min(every, until - loop.time())):
             return
         if seen is None:
+            return
+        written = changes is None or changes.generation != generation or not revision.settled
+        if not written and await _woken_or_written(wake, changes, generation, until - loop.time()):
             return
         try:
             if await revision() != seen:
                 return
         except Exception:
             return  # cannot tell: let the caller read (and report what fails)
+        if loop.time() >= until:
+            return
+
+
+async def _woken(wake: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``wake``; True when it is set."""
+    if not wake.is_set() and seconds > 0:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await wake.wait()
+    return wake.is_set()
+
+
+async def _woken_or_written(
+    wake: asyncio.Event, changes: FileWatch | None, generation: int, seconds: float
+) -> bool:
+    """Wait up to ``seconds`` for ``wake`` or a write after ``generation``; True when woken."""
+    if wake.is_set() or seconds <= 0 or changes is None:
+        return wake.is_set()
+    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(changes.after(generation))]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return wake.is_set()

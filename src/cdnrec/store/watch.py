@@ -1,0 +1,100 @@
+"""Writes to a SQLite database's files, as the kernel reports them (inotify).
+
+A process that polls a shared SQLite file for other processes' work wakes on a timer even when
+nothing happens, and on an idle service those wakes were most of its CPU. With a watch the
+pollers sleep until one of the database's files is written; on systems without inotify they poll
+as before (``FileWatch.open`` returns None).
+
+The reader is attached to the event loop only while someone waits: writes meanwhile queue in the
+kernel (identical events coalesce) and wake the next waiter at once, so nothing is missed and a
+busy database costs no callbacks between two looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from pathlib import Path
+
+try:
+    from inotify_simple import INotify, flags
+except (ImportError, OSError):  # pragma: no cover - not Linux
+    INotify = None
+
+_MASK = 0
+if INotify is not None:
+    _MASK = flags.MODIFY | flags.CREATE | flags.MOVED_TO | flags.DELETE
+
+
+class FileWatch:
+    """Counts the writes to some files of one folder; ``after(n)`` waits for the count to pass n."""
+
+    def __init__(self, notify: INotify, names: Iterable[str]) -> None:
+        self._notify = notify
+        self._names = frozenset(names)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
+        self.generation = 0
+        """How many batches of writes to the files were seen so far."""
+
+    @classmethod
+    def open(cls, folder: Path, names: Iterable[str]) -> FileWatch | None:
+        """A watch of ``names`` in ``folder``, or None where the system cannot watch files."""
+        if INotify is None:
+            return None
+        try:
+            notify = INotify(nonblocking=True)
+        except OSError:
+            return None
+        try:
+            notify.add_watch(str(folder), _MASK)
+        except OSError:
+            notify.close()
+            return None
+        return cls(notify, names)
+
+    async def after(self, generation: int) -> None:
+        """Return once ``self.generation`` is past ``generation`` (at once if it is already)."""
+        if self.generation > generation:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.add(waiter)
+        self._attach(loop)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+            if not self._waiters:
+                self._detach()
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop:
+            return
+        self._detach()
+        loop.add_reader(self._notify.fileno(), self._readable)
+        self._loop = loop
+
+    def _detach(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(Exception):  # the loop may be closed already
+                self._loop.remove_reader(self._notify.fileno())
+            self._loop = None
+
+    def _readable(self) -> None:
+        try:
+            events = self._notify.read(timeout=0)
+        except OSError:
+            events = []
+        if not any(e.name in self._names or e.mask & flags.Q_OVERFLOW for e in events):
+            return
+        self.generation += 1
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def close(self) -> None:
+        """Stop watching (waiters still waiting are left to their timeouts)."""
+        self._detach()
+        self._notify.close()
