@@ -314,9 +314,9 @@ def test_pings_acks_and_peer_bandwidth_are_answered() -> None:
     play.sock = ours
     try:
         ping = (6).to_bytes(2, "big") + (123456).to_bytes(4, "big")
-        play._control(Message(4, 0, 0, ping))  # user control: ping request
-        play._control(Message(6, 0, 0, (5_000_000).to_bytes(4, "big") + b"\x02"))
-        play._control(Message(5, 0, 0, (1000).to_bytes(4, "big")))  # window: ack every 500 B
+        play._control(Message(4, 0, ping))  # user control: ping request
+        play._control(Message(6, 0, (5_000_000).to_bytes(4, "big") + b"\x02"))
+        play._control(Message(5, 0, (1000).to_bytes(4, "big")))  # window: ack every 500 B
         play._received_bytes(600)
         reader = ChunkReader()
         got = reader.feed(theirs.recv(4096))

@@ -115,21 +115,23 @@ async def quiet(
     wake: asyncio.Event, revision: Revision, seen: object, *, every: float, longest: float
 ) -> None:
     """Wait until nudged (``wake``), until another process changed the database since ``seen``,
-    or ``longest`` seconds. The database is looked at every ``every`` seconds, or, where its
-    writes are watched, after a write (until a look comes ``SETTLE`` s after it) and at most
-    once per ``every``. A store that cannot tell (``seen`` is None) waits ``every``."""
+    or ``longest`` seconds. The database is looked at every ``every`` seconds; where its writes
+    are watched, once, then only ``every`` seconds after a write (a look comes late enough for
+    the write to have settled, ``SETTLE``). A store that cannot tell (``seen`` is None) waits
+    ``every``."""
     loop = asyncio.get_running_loop()
     until = loop.time() + longest
     changes = revision.changes if seen is not None else None
+    generation = -1  # look once before waiting for writes
     while True:
-        generation = changes.generation if changes is not None else 0
+        wait_write = changes is not None and changes.generation == generation and revision.settled
+        if wait_write and await _woken_or_written(wake, changes, generation, until - loop.time()):
+            return
         if await _woken(wake, min(every, until - loop.time())):
             return
         if seen is None:
             return
-        written = changes is None or changes.generation != generation or not revision.settled
-        if not written and await _woken_or_written(wake, changes, generation, until - loop.time()):
-            return
+        generation = changes.generation if changes is not None else 0
         try:
             if await revision() != seen:
                 return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cdnrec.engine.flv.tags import Tag
+
 SET_CHUNK_SIZE = 1
 """The protocol control message that changes the peer's chunk size."""
 
@@ -12,14 +14,9 @@ class ChunkError(ValueError):
     """Bytes that break the chunk stream protocol."""
 
 
-@dataclass(slots=True)
-class Message:
-    """A reassembled RTMP message."""
-
-    type: int
-    ts: int
-    stream_id: int
-    body: bytes
+Message = Tag
+"""A reassembled RTMP message: its type, timestamp and body, which is all an FLV tag holds (an
+audio or video message is handed on as the tag it is; the message stream ID is not kept)."""
 
 
 @dataclass(slots=True)
@@ -118,7 +115,7 @@ class ChunkReader:
                     cs.parts = []
                 else:
                     body = buf[end:pos]
-                out.append(Message(cs.type, cs.ts, cs.stream_id, body))
+                out.append(Tag(cs.type, cs.ts, body))
                 if cs.type == SET_CHUNK_SIZE and len(body) >= 4:
                     size = self.chunk_size = max(1, int.from_bytes(body[:4], "big") & 0x7FFFFFFF)
             else:

@@ -188,8 +188,8 @@ class RtmpPlay:
                 break
             try:
                 for msg in self._received_bytes(n):
-                    if msg.type in (AUDIO, VIDEO):
-                        self._pending.append(Tag(msg.type, msg.ts, msg.body))
+                    if msg.type == VIDEO or msg.type == AUDIO:
+                        self._pending.append(msg)
                     else:
                         self._other(msg)
             except (ChunkError, amf0.AmfError) as e:
@@ -216,7 +216,7 @@ class RtmpPlay:
 
     def _media(self, msg: Message) -> None:
         if msg.type in (AUDIO, VIDEO):
-            self._pending.append(Tag(msg.type, msg.ts, msg.body))
+            self._pending.append(msg)
         elif msg.type == _AGGREGATE:
             self._pending.extend(_split_aggregate(msg))
         else:
