@@ -12,7 +12,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound
 
 from cdnrec.store.database import open_engine
-from cdnrec.store.threaded import ThreadedEngine
+from cdnrec.store.threaded import ThreadedEngine, _Thread
 
 CREATE = text("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
 INSERT = text("INSERT INTO t (k, v) VALUES (:k, :v)")
@@ -146,3 +146,36 @@ async def test_dispose_closes_once(tmp_path: Path) -> None:
     await engine.dispose()
     await engine.dispose()
     assert held.closed
+
+
+async def test_a_call_still_queued_when_its_caller_gives_up_is_skipped() -> None:
+    """As with an executor: a statement whose caller was cancelled before it started never
+    runs (a cancelled commit must not commit behind the caller's back)."""
+    thread = _Thread("sqlite-test")
+    busy, release, ran = threading.Event(), threading.Event(), []
+    try:
+        first = asyncio.ensure_future(thread.ask(lambda: busy.set() or release.wait(5)))
+        await asyncio.to_thread(busy.wait, 5)
+        second = asyncio.ensure_future(thread.ask(lambda: ran.append("second")))
+        await asyncio.sleep(0)
+        second.cancel()
+        release.set()
+        assert await first is True
+        assert await thread.ask(lambda: "after") == "after"
+        assert ran == []
+        assert second.cancelled()
+    finally:
+        thread.stop()
+
+
+async def test_a_reply_that_fails_does_not_stop_the_thread() -> None:
+    thread = _Thread("sqlite-test")
+
+    def reply(_result: object, _error: BaseException | None) -> None:
+        raise RuntimeError("the caller's loop is gone")
+
+    try:
+        thread.call(lambda: 1, reply)
+        assert await thread.ask(lambda: threading.current_thread().name) == "sqlite-test"
+    finally:
+        thread.stop()

@@ -6,15 +6,21 @@ aiosqlite's thread, and a greenlet switch per driver call. Here the one connecti
 thread of its own; a statement is one hand-over, its rows are fetched there, and the loop gets
 them as `Rows`. A transaction holds the connection for its whole length (an `asyncio.Lock`, so
 waiting is fair and costs no thread), as the single-connection pool did before.
+
+The hand-over itself is a queue and one ``call_soon_threadsafe`` (``_Thread``): through
+``loop.run_in_executor`` and a one-worker ``ThreadPoolExecutor`` each statement also paid for a
+concurrent future, its chaining to an asyncio future and a check that the callable is not a
+coroutine function, which was a good part of the event loop's CPU per recorded file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from queue import SimpleQueue
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
@@ -68,6 +74,75 @@ class Rows:
         return self.one()[0]
 
 
+Reply = Callable[[Any, BaseException | None], None]
+"""What to do with a call's result, or its error (called on the thread)."""
+
+
+class _Thread:
+    """One thread that runs calls in the order they were queued, started at the first call."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._calls: SimpleQueue[tuple[Callable[[], Any], Reply] | None] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def call(self, fn: Callable[[], Any], reply: Reply) -> None:
+        """Queue ``fn``; ``reply(result, error)`` follows on the thread."""
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._serve, name=self._name)
+                    self._thread.daemon = True
+                    self._thread.start()
+        self._calls.put((fn, reply))
+
+    def ask(self, fn: Callable[[], T]) -> Awaitable[T]:
+        """Run ``fn`` on the thread; its result (or error) on the caller's event loop. A call
+        still queued when its awaiter is cancelled is skipped, as an executor's would be."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[T] = loop.create_future()
+
+        def run() -> T | None:
+            return None if answer.cancelled() else fn()
+
+        def reply(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, answer, result, error)
+
+        self.call(run, reply)
+        return answer
+
+    def stop(self) -> None:
+        """Let the thread finish what is queued, then end it (and wait for that)."""
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fn, reply = item
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                result = fn()
+            except BaseException as e:
+                error = e
+            try:
+                reply(result, error)
+            except Exception:  # e.g. the caller's loop is closed: the thread goes on
+                log.exception("store.reply_failed")
+
+
+def _settle(answer: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if answer.done():
+        return  # cancelled meanwhile
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(result)
+
+
 class ThreadedConnection:
     """The engine's connection while one transaction (or read) holds it."""
 
@@ -93,7 +168,7 @@ class ThreadedEngine:
         self.sync_engine = engine
         self.dialect = engine.dialect
         self.url = engine.url
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+        self._thread = _Thread("sqlite")
         self._conn: Connection | None = None  # touched on the thread only
         self._turn = asyncio.Lock()
         self._turn_loop: asyncio.AbstractEventLoop | None = None
@@ -103,8 +178,7 @@ class ThreadedEngine:
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Call `fn(connection, …)` on the database's thread and wait for its answer."""
-        call = functools.partial(self._call, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        return await self._thread.ask(functools.partial(self._call, fn, *args, **kwargs))
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[ThreadedConnection]:
@@ -138,8 +212,8 @@ class ThreadedEngine:
             return
         self._disposed = True
         async with self._held():
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)
+            await self._thread.ask(self._close)
+        self._thread.stop()
 
     def _held(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -150,7 +224,7 @@ class ThreadedEngine:
     def _later(self, fn: Callable[[Connection], None]) -> None:
         """Queue `fn(connection)` on the thread without waiting (it runs before anything queued
         after it); a failure is logged."""
-        self._thread.submit(self._call, fn).add_done_callback(_log_failure)
+        self._thread.call(functools.partial(self._call, fn), _log_failure)
 
     def _call(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -181,7 +255,6 @@ def _rollback(conn: Connection) -> None:
     conn.rollback()
 
 
-def _log_failure(done: Future[Any]) -> None:
-    error = done.exception()
+def _log_failure(_result: Any, error: BaseException | None) -> None:
     if error is not None:
         log.error("store.rollback_failed", error=f"{type(error).__name__}: {error}")
