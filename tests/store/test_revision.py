@@ -7,11 +7,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from sqlalchemy import event
 
 from cdnrec.config import RecorderSettings
@@ -27,13 +25,6 @@ db = sqlite3.connect(sys.argv[1])
 db.execute("INSERT INTO recorders (owner, capacity, seen_ms) VALUES ('other', 1, 1)")
 db.commit()
 """
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite:///{tmp_path / 'cdnrec.db'}")
-    yield opened
-    await opened.close()
 
 
 async def test_a_commit_of_another_process_changes_the_revision_and_reads_do_not(

@@ -84,20 +84,13 @@ class _Counted:
         return self._revision()
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite:///{tmp_path / 'cdnrec.db'}")
-    yield opened
-    await opened.close()
-
-
 async def test_quiet_does_not_look_while_nothing_is_written_and_returns_after_a_commit(
-    store: Store, tmp_path: Path
+    sqlite_store: Store, tmp_path: Path
 ) -> None:
     """Another process's commit ends the wait soon, although ``longest`` is a minute; before
     it, the database was looked at once, not every ``every``."""
-    assert store.revision.changes is not None
-    revision = _Counted(store.revision)
+    assert sqlite_store.revision.changes is not None
+    revision = _Counted(sqlite_store.revision)
     seen = await revision()
     await asyncio.sleep(SETTLE)
     seen = await revision()  # the store's own writes have settled
@@ -115,10 +108,12 @@ async def test_quiet_does_not_look_while_nothing_is_written_and_returns_after_a_
     assert revision.looks >= 1
 
 
-async def test_quiet_over_a_watched_store_returns_at_once_when_nudged(store: Store) -> None:
-    seen = await store.revision()
+async def test_quiet_over_a_watched_store_returns_at_once_when_nudged(sqlite_store: Store) -> None:
+    seen = await sqlite_store.revision()
     wake = asyncio.Event()
-    waiting = asyncio.create_task(quiet(wake, store.revision, seen, every=0.01, longest=60.0))
+    waiting = asyncio.create_task(
+        quiet(wake, sqlite_store.revision, seen, every=0.01, longest=60.0)
+    )
     await asyncio.sleep(0.1)
     wake.set()
     await asyncio.wait_for(waiting, 1)
