@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,13 +34,18 @@ def settings_from(config_path: Path | None) -> Settings:
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run the service's main coroutine on uvloop when it is installed (uvicorn[standard] brings
-    it), as `uvicorn.run` would; plain asyncio otherwise."""
+    it), as `uvicorn.run` would; plain asyncio otherwise. Ctrl-C ends it quietly: uvicorn shuts
+    the service down first, then raises the interrupt again, which is no error."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main)
         return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+    ):
         runner.run(main)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from pathlib import Path
 
 import click
 
+from cdnrec.cli.common import run_service
 from cdnrec.config import load_settings
 from cdnrec.synthetic import CallbackPrinter, SyntheticSource
 
@@ -81,7 +81,7 @@ def demo(folder: Path, port: int, source_port: int) -> None:
         f"'StreamId[]=demo' Vendor=Tencent EndTime=$(( $(date +%s) + 120 ))\n"
     )
     try:
-        asyncio.run(run(settings))
+        run_service(run(settings))
     finally:
         source.stop()
         printer.stop()
