@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# the engine's modules are compiled at install (setup.py): a changed engine source reinstalls
+$(STAMP): pyproject.toml setup.py $(shell find src/cdnrec/engine -name '*.py')
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -23,12 +24,13 @@ demo: $(STAMP) ## Start cdnrec with a demo app and a synthetic live stream
 serve: $(STAMP) ## Start cdnrec with CONFIG=path/to/cdnrec.toml
 	$(BIN)/cdnrec serve --config $(CONFIG)
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) ## Run the whole test suite (then the engine's tests again, interpreted)
 	$(BIN)/pytest
+	CDNREC_INTERPRETED=1 $(BIN)/pytest -q tests/engine tests/test_native.py
 
 lint: $(STAMP) ## ruff lint and format check
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check setup.py src tests bench
+	$(BIN)/ruff format --check setup.py src tests bench
 
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
@@ -45,4 +47,5 @@ bench-merge: $(STAMP) ## MergeMedia throughput vs ffmpeg concat
 	$(BIN)/python bench/merge_bench.py --rounds 9
 
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	find src -name '*.so' -delete

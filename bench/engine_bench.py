@@ -525,7 +525,19 @@ class EngineBench(H.Bench):  # type: ignore[misc]
         }
         v["gop_s"] = gop_seconds(self.sample_path)
         v["cdnrec_approaches"] = self.cdnrec
+        v["cdnrec_engine"] = engine_build()
         return v
+
+
+def engine_build() -> str:
+    """How the engine runs in the processes this benchmark starts: compiled (mypyc) or not."""
+    code = (
+        "import cdnrec.engine.recorder\nfrom cdnrec import native\n"
+        "m = native.compiled_modules()\n"
+        "print(f'compiled ({len(m)} modules)' if m else 'interpreted')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return r.stdout.strip() or f"unknown ({r.stderr.strip()[-200:]})"
 
 
 # ----------------------------------------------------------------------------- report
@@ -545,7 +557,8 @@ def engine_report(result: dict[str, Any]) -> str:
         "## cdnrec",
         "",
         f"- cdnrec at {v.get('cdnrec_git_head')} + uncommitted src changes "
-        f"{src.get('files', [])} {src.get('untracked', [])} (diff {src.get('diff_sha1')})",
+        f"{src.get('files', [])} {src.get('untracked', [])} (diff {src.get('diff_sha1')}); "
+        f"engine {v.get('cdnrec_engine', 'not recorded')}",
         f"- cdnrec approaches: {cd}; GOP {gop} s; targets: CPU ≤ 1/3 × ffmpeg (product.md §7) "
         f"and ≤ 1.1 × pyav (RESULTS.md), < {MEM_TARGET_MB:.0f} MB per recording, first byte "
         f"≤ GOP + {START_SLACK_S} s = {gop + START_SLACK_S:.1f} s, callback ≤ "

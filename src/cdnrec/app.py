@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from cdnrec import native
 from cdnrec.api.files import files_endpoint
 from cdnrec.api.health import healthz, metrics_for, readyz_for
 from cdnrec.api.metrics import ApiMetrics
@@ -215,7 +216,10 @@ def create_asgi(service: Service) -> Starlette:
             "cdnrec.started",
             listen=service.settings.server.listen,
             role=service.settings.server.role,
+            engine="compiled" if native.compiled_modules() else "interpreted",
         )
+        if stale := native.stale_modules():
+            log.warning("cdnrec.stale_compiled_modules", modules=stale, fix="make install")
         yield
         await service.close()
 
