@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cdnrec.store import Store
+from cdnrec.store import watch as watch_module
 from cdnrec.store.revision import SETTLE, Revision, quiet
 from cdnrec.store.watch import FileWatch
 from tests.store.test_revision import _WRITE
@@ -117,3 +118,34 @@ async def test_quiet_over_a_watched_store_returns_at_once_when_nudged(sqlite_sto
     await asyncio.sleep(0.1)
     wake.set()
     await asyncio.wait_for(waiting, 1)
+
+
+async def test_the_process_s_own_commits_wake_waiters_only_later(
+    sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit of this process writes the watched files too: waiters are woken once,
+    ``OWN_LATER`` seconds after it; another process's commit wakes them at once."""
+    monkeypatch.setattr(watch_module, "OWN_LATER", 1.0)
+    changes = sqlite_store.revision.changes
+    assert changes is not None
+    seen = changes.generation
+    waiting = asyncio.create_task(changes.after(seen))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await sqlite_store.recorders.heartbeat("this", 1, 1)
+    await sqlite_store.recorders.heartbeat("this", 2, 2)
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await asyncio.wait_for(waiting, 5)
+    assert time.monotonic() - started >= 1.0
+    assert changes.generation == seen + 1  # one wake for both commits
+
+    seen = changes.generation
+    waiting = asyncio.create_task(changes.after(seen))
+    await sqlite_store.recorders.heartbeat("this", 3, 3)
+    started = time.monotonic()
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _WRITE, str(tmp_path / "cdnrec.db")], check=True
+    )
+    await asyncio.wait_for(waiting, 5)
+    assert time.monotonic() - started < 1.0  # not held back with the own commit before it

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -20,6 +21,24 @@ Database = AsyncEngine | ThreadedEngine
 
 Conn = AsyncConnection | ThreadedConnection
 """A connection of either `Database` while a transaction or read holds it."""
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def transaction(
+    engine: Database,
+    fn: Callable[Concatenate[Connection, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Run `fn(connection, …)` in a transaction, committed after it; what it returns. On SQLite
+    the statements and the commit are one hand-over to the store's thread; on PostgreSQL `fn`
+    runs through SQLAlchemy's asyncio adaptation (`run_sync`)."""
+    if isinstance(engine, ThreadedEngine):
+        return await engine.transact(fn, *args, **kwargs)
+    async with engine.begin() as conn:
+        return await conn.run_sync(fn, *args, **kwargs)
 
 
 def open_engine(url: str) -> Database:

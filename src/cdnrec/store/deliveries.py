@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, select, update
+from sqlalchemy import BigInteger, Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from cdnrec.store.database import Conn, Database
+from cdnrec.store.database import Database, transaction
 from cdnrec.store.ids import new_id
 from cdnrec.store.models import Delivery, FileState
 from cdnrec.store.tables import deliveries, files
@@ -82,11 +82,7 @@ class DeliveryRepo:
         Returns the deliveries added, as `due` would read them, or None when it cannot tell
         which (see `insert_once`).
         """
-        async with self._engine.begin() as conn:
-            added = await insert_once(conn, queued, now_ms)
-            if files_stored:
-                await conn.execute(_STORED, {"p_ids": list(files_stored)})
-        return added
+        return await transaction(self._engine, _enqueue, queued, now_ms, list(files_stored))
 
     async def due(self, now_ms: int, limit: int = 50) -> list[Delivery]:
         """Pending deliveries whose next attempt is due."""
@@ -105,10 +101,7 @@ class DeliveryRepo:
         if not attempts:
             return
         done = [a.subject for a in attempts if a.event == "record" and a.state != PENDING]
-        async with self._engine.begin() as conn:
-            await conn.execute(_ATTEMPTED, [_attempted(a) for a in attempts])
-            if done:
-                await conn.execute(_ANNOUNCED, {"p_ids": done})
+        await transaction(self._engine, _record_attempts, [_attempted(a) for a in attempts], done)
 
     async def redeliver(self, delivery_id: str, now_ms: int) -> bool:
         """Send a delivery again now (from the console); False when it does not exist."""
@@ -168,8 +161,8 @@ _ATTEMPTED = (
 )
 
 
-async def insert_once(
-    conn: Conn, queued: Sequence[NewDelivery], now_ms: int
+def insert_once(
+    conn: Connection, queued: Sequence[NewDelivery], now_ms: int
 ) -> list[Delivery] | None:
     """Add the deliveries that do not exist yet (per event and subject), due at `now_ms`, in the
     transaction of `conn` (one statement); return those added, as `due` would read them.
@@ -182,12 +175,27 @@ async def insert_once(
         return []
     rows = [_queued(d, now_ms) for d in queued]
     if conn.dialect.name == "postgresql":
-        added = {r.id for r in await conn.execute(_INSERT_ONCE_RETURNING, rows)}
+        added = {r.id for r in conn.execute(_INSERT_ONCE_RETURNING, rows)}
         return [_fresh(row) for row in rows if row["id"] in added]
-    count = (await conn.execute(_INSERT_ONCE[conn.dialect.name], rows)).rowcount
+    count = conn.execute(_INSERT_ONCE[conn.dialect.name], rows).rowcount
     if count == len(rows):
         return [_fresh(row) for row in rows]
     return [] if count == 0 else None
+
+
+def _enqueue(
+    conn: Connection, queued: Sequence[NewDelivery], now_ms: int, files_stored: list[str]
+) -> list[Delivery] | None:
+    added = insert_once(conn, queued, now_ms)
+    if files_stored:
+        conn.execute(_STORED, {"p_ids": files_stored})
+    return added
+
+
+def _record_attempts(conn: Connection, rows: list[dict[str, Any]], done: list[str]) -> None:
+    conn.execute(_ATTEMPTED, rows)
+    if done:
+        conn.execute(_ANNOUNCED, {"p_ids": done})
 
 
 def _queued(delivery: NewDelivery, now_ms: int) -> dict[str, Any]:

@@ -6,11 +6,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import JSON, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Executable,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor
-from cdnrec.store.database import Database
+from cdnrec.store.database import Database, transaction
 from cdnrec.store.deliveries import NewDelivery, insert_once
 from cdnrec.store.ids import new_handle, new_id, new_public_id
 from cdnrec.store.models import Delivery, FileState, RecordedFile, Task
@@ -122,15 +133,9 @@ class FileRepo:
         when it cannot tell which, see `insert_once`).
         """
         queued = [c.published.delivery for c in closed if c.published and c.published.delivery]
-        added: list[Delivery] | None = []
-        async with self._engine.begin() as conn:
-            if opened:
-                await conn.execute(_INSERT, [_inserted(r) for r in opened])
-            if closed:
-                await conn.execute(_CLOSE, [_closed(c) for c in closed])
-            if queued:
-                added = await insert_once(conn, queued, now_ms)
-        return added
+        inserted = [_inserted(r) for r in opened]
+        closes = [_closed(c) for c in closed]
+        return await transaction(self._engine, _write, inserted, closes, queued, now_ms)
 
     async def discard(self, file_id: str) -> None:
         """Forget a file that held no media (e.g. cut before its first packet)."""
@@ -147,8 +152,9 @@ class FileRepo:
         where: ColumnElement[bool] = files.c.id.in_(file_ids)
         if only_from is not None:
             where = and_(where, files.c.state == only_from.value)
-        async with self._engine.begin() as conn:
-            await conn.execute(update(files).where(where).values(state=state.value))
+        await transaction(
+            self._engine, _execute, update(files).where(where).values(state=state.value)
+        )
 
     async def announced(self, file_id: str) -> None:
         """A stored file's callback is done (delivered or given up); deleted files stay deleted."""
@@ -382,3 +388,21 @@ def _file(row: Any) -> RecordedFile:
         repaired=row["repaired"],
         expire_ms=row["expire_ms"],
     )
+
+
+def _write(
+    conn: Connection,
+    inserted: list[dict[str, Any]],
+    closes: list[dict[str, Any]],
+    queued: list[NewDelivery],
+    now_ms: int,
+) -> list[Delivery] | None:
+    if inserted:
+        conn.execute(_INSERT, inserted)
+    if closes:
+        conn.execute(_CLOSE, closes)
+    return insert_once(conn, queued, now_ms) if queued else []
+
+
+def _execute(conn: Connection, statement: Executable) -> None:
+    conn.execute(statement)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from cdnrec.store.database import Database
+from cdnrec.store.database import Database, transaction
 from cdnrec.store.tables import recorders, tasks
 from cdnrec.store.tasks import LIVE
 
@@ -19,16 +19,7 @@ class RecorderRepo:
 
     async def heartbeat(self, owner: str, capacity: int, now_ms: int) -> None:
         """`owner` is alive now and may hold `capacity` recordings."""
-        values = {"owner": owner, "capacity": capacity, "seen_ms": now_ms}
-        async with self._engine.begin() as conn:
-            insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
-            upsert = insert(recorders).values(values)
-            await conn.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[recorders.c.owner],
-                    set_={"capacity": capacity, "seen_ms": now_ms},
-                )
-            )
+        await transaction(self._engine, _heartbeat, owner, capacity, now_ms)
 
     async def gone(self, owner: str) -> None:
         """`owner` stopped: its capacity no longer counts."""
@@ -55,3 +46,13 @@ class RecorderRepo:
                 )
             ).scalar_one()
         return int(capacity[1]) - int(holding)
+
+
+def _heartbeat(conn: Connection, owner: str, capacity: int, now_ms: int) -> None:
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    upsert = insert(recorders).values(owner=owner, capacity=capacity, seen_ms=now_ms)
+    conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[recorders.c.owner], set_={"capacity": capacity, "seen_ms": now_ms}
+        )
+    )

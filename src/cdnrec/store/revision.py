@@ -8,7 +8,9 @@ pragma is asked only when the database files changed (their size and modificatio
 ``stat`` calls: any commit, ours included, changes them), so a quiet process asks nothing.
 
 Where the system reports writes to files (``watch.py``), a poller does not even look on a
-timer: it sleeps until a database file is written, then looks at most once per ``every``.
+timer: it sleeps until a database file is written, then looks at most once per ``every``. Writes
+of this process's own commits (noted around each, ``ThreadedEngine.on_commit``) wake it only
+``watch.OWN_LATER`` seconds later.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Protocol
 from sqlalchemy import Connection
 
 from cdnrec.store.database import Database
+from cdnrec.store.threaded import ThreadedEngine
 from cdnrec.store.watch import FileWatch
 
 
@@ -60,6 +63,20 @@ class SqliteRevision:
         self._stamp: tuple[object, ...] = ()
         self._token: object = None
         self.changes = FileWatch.open(database.parent, [f.name for f in self._files])
+        if self.changes is not None and isinstance(engine, ThreadedEngine):
+            self.changes.stamp = self._files_stamp
+            engine.on_commit = self._on_commit
+
+    def _on_commit(self, done: bool) -> None:
+        """Tell the watch that a commit of this process writes the files (and how it left them)."""
+        assert self.changes is not None
+        if done:
+            self.changes.own(self._files_stamp())
+        else:
+            self.changes.writing()
+
+    def _files_stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        return tuple(_stamp(f) for f in self._files)
 
     @property
     def settled(self) -> bool:
@@ -67,7 +84,7 @@ class SqliteRevision:
         return bool(self._stamp)
 
     async def __call__(self) -> object:
-        stamp = tuple(_stamp(f) for f in self._files)
+        stamp = self._files_stamp()
         if stamp != self._stamp or self._token is None:
             # the stamp is taken first: a commit while the pragma runs shows at the next look
             async with self._engine.connect() as conn:

@@ -6,13 +6,23 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, literal_column, or_, select, text, union_all, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    literal_column,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor, VendorSettings
-from cdnrec.store.database import Conn, Database
+from cdnrec.store.database import Conn, Database, transaction
 from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
 from cdnrec.store.notify import TASKS, tell
 from cdnrec.store.tables import tasks
@@ -153,8 +163,7 @@ class TaskRepo:
         if not task_ids:
             return set()
         params = {"p_ids": task_ids, "p_owner": owner, "p_lease_ms": lease_until_ms}
-        async with self._engine.begin() as conn:
-            return {r.id for r in await conn.execute(_RENEW, params)}
+        return await transaction(self._engine, _ids_of, _RENEW, params)
 
     async def stopping(self, task_ids: list[str]) -> set[str]:
         """Those of `task_ids` whose stop was requested."""
@@ -378,3 +387,8 @@ def _task(row: Any) -> Task:
         lease_ms=row["lease_ms"],
         attempts=row["attempts"],
     )
+
+
+def _ids_of(conn: Connection, statement: Any, params: dict[str, Any]) -> set[str]:
+    """The ids a statement returned."""
+    return {r.id for r in conn.execute(statement, params)}

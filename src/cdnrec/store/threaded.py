@@ -173,6 +173,10 @@ class ThreadedEngine:
         self._turn = asyncio.Lock()
         self._turn_loop: asyncio.AbstractEventLoop | None = None
         self._disposed = False
+        self._reset = False  # a read ended: roll back before the next call (on the thread)
+        self.on_commit: Callable[[bool], None] | None = None
+        """Called on the thread around each commit of this process: ``False`` before it,
+        ``True`` after it (``revision.py`` tells its watch which writes are this process's)."""
 
     async def run(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -191,20 +195,33 @@ class ThreadedEngine:
                 self._later(_rollback)
                 raise
             try:
-                await self.run(_commit)
+                await self.run(self._commit)
             except BaseException:
                 self._later(_rollback)  # e.g. the database was busy: nothing stays half done
                 raise
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[ThreadedConnection]:
-        """Hold the connection for reads; whatever the block began is rolled back after it
-        (queued on the thread, ahead of the next holder's statements)."""
+        """Hold the connection for reads; whatever the block began is rolled back after it, on
+        the thread, just before the next call (reads in SQLite's autocommit mode hold no lock
+        meanwhile; waking the thread for a rollback of its own cost as much as the read)."""
         async with self._held():
             try:
                 yield ThreadedConnection(self)
             finally:
-                self._later(_rollback)
+                self._reset = True
+
+    async def transact(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Call `fn(connection, …)` on the database's thread and commit: a whole transaction in
+        one hand-over (rolled back when `fn` or the commit raises)."""
+
+        def bound(conn: Connection) -> T:
+            return fn(conn, *args, **kwargs)
+
+        async with self._held():
+            return await self.run(self._committed, bound)
 
     async def dispose(self) -> None:
         """Close the connection and stop the thread (once; later calls do nothing)."""
@@ -231,7 +248,34 @@ class ThreadedEngine:
     ) -> T:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = self.sync_engine.connect()
+            self._reset = False
+        elif self._reset:
+            self._reset = False
+            self._conn.rollback()
         return fn(self._conn, *args, **kwargs)
+
+    def _commit(self, conn: Connection) -> None:
+        self._note_commit(False)
+        try:
+            conn.commit()
+        finally:
+            self._note_commit(True)
+
+    def _note_commit(self, done: bool) -> None:
+        if self.on_commit is not None:
+            try:
+                self.on_commit(done)
+            except Exception:  # the commit stands (or fails) whatever the note does
+                log.exception("store.commit_note_failed")
+
+    def _committed(self, conn: Connection, fn: Callable[[Connection], T]) -> T:
+        try:
+            result = fn(conn)
+            self._commit(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        return result
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -245,10 +289,6 @@ def _execute(conn: Connection, statement: Executable, parameters: Parameters) ->
     changed = result.rowcount  # read while the cursor is open (-1 for a query)
     rows: Sequence[Row[Any]] = result.all() if result.returns_rows else ()
     return Rows(rows, changed)
-
-
-def _commit(conn: Connection) -> None:
-    conn.commit()
 
 
 def _rollback(conn: Connection) -> None:

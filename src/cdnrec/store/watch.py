@@ -8,13 +8,18 @@ as before (``FileWatch.open`` returns None).
 The reader is attached to the event loop only while someone waits: writes meanwhile queue in the
 kernel (identical events coalesce) and wake the next waiter at once, so nothing is missed and a
 busy database costs no callbacks between two looks.
+
+The process's own commits write the same files. While one is being written (``writing``), and
+when the files are still as the last one left them (``own``), their writes wake nobody at once:
+the waiters are woken ``OWN_LATER`` seconds later instead, once for all of them. A commit of
+another process whose writes are read in that moment is therefore seen that late, never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 try:
@@ -27,6 +32,10 @@ if INotify is not None:
     _MASK = flags.MODIFY | flags.CREATE | flags.MOVED_TO | flags.DELETE
 
 
+OWN_LATER = 5.0
+"""Seconds after a write of this process's own commits before the waiters are woken anyway."""
+
+
 class FileWatch:
     """Counts the writes to some files of one folder; ``after(n)`` waits for the count to pass n."""
 
@@ -37,6 +46,11 @@ class FileWatch:
         self._waiters: set[asyncio.Future[None]] = set()
         self.generation = 0
         """How many batches of writes to the files were seen so far."""
+        self.stamp: Callable[[], object] | None = None
+        """The files' state now (size, time), to compare with ``own``; None: no comparing."""
+        self._own: object = None
+        self._writing = False
+        self._later: asyncio.TimerHandle | None = None
 
     @classmethod
     def open(cls, folder: Path, names: Iterable[str]) -> FileWatch | None:
@@ -77,10 +91,23 @@ class FileWatch:
         self._loop = loop
 
     def _detach(self) -> None:
+        if self._later is not None:  # nobody waits: the next waiter looks at once anyway
+            self._later.cancel()
+            self._later = None
+            self.generation += 1
         if self._loop is not None:
             with contextlib.suppress(Exception):  # the loop may be closed already
                 self._loop.remove_reader(self._notify.fileno())
             self._loop = None
+
+    def writing(self) -> None:
+        """A commit of this process is about to write the files (called on any thread)."""
+        self._writing = True
+
+    def own(self, stamp: object) -> None:
+        """This process's commit is done and left the files as ``stamp`` says (any thread)."""
+        self._own = stamp
+        self._writing = False
 
     def _readable(self) -> None:
         try:
@@ -89,6 +116,16 @@ class FileWatch:
             events = []
         if not any(e.name in self._names or e.mask & flags.Q_OVERFLOW for e in events):
             return
+        if self._writing or (self.stamp is not None and self.stamp() == self._own):
+            if self._later is None and self._loop is not None:
+                self._later = self._loop.call_later(OWN_LATER, self._wake)
+            return
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         self.generation += 1
         for waiter in self._waiters:
             if not waiter.done():
