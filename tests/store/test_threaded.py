@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -132,6 +133,38 @@ async def test_reads_end_their_transaction(engine: ThreadedEngine, tmp_path: Pat
         await conn.execute(INSERT, {"k": 1, "v": "from another connection"})
     await other.dispose()
     assert await _rows(engine) == [(1, "from another connection")]
+
+
+async def test_a_read_holds_no_lock_until_the_next_call(
+    engine: ThreadedEngine, tmp_path: Path
+) -> None:
+    """A read's rollback waits for the next call; meanwhile another connection can write."""
+    async with engine.connect() as conn:
+        assert (await conn.execute(ALL)).all() == []
+    other = sqlite3.connect(tmp_path / "db.sqlite", timeout=0.1)
+    other.execute("INSERT INTO t (k, v) VALUES (1, 'while the read is not rolled back yet')")
+    other.commit()
+    other.close()
+    assert await _rows(engine) == [(1, "while the read is not rolled back yet")]
+
+
+async def test_a_transaction_is_one_call_committed_or_rolled_back(engine: ThreadedEngine) -> None:
+    def insert(conn: Connection, k: int, v: str) -> int:
+        return conn.execute(INSERT, {"k": k, "v": v}).rowcount
+
+    assert await engine.transact(insert, 1, "a") == 1
+
+    def insert_then_fail(conn: Connection) -> None:
+        conn.execute(INSERT, {"k": 2, "v": "b"})
+        conn.execute(INSERT, {"k": 1, "v": "taken"})
+
+    with pytest.raises(IntegrityError):
+        await engine.transact(insert_then_fail)
+    assert await _rows(engine) == [(1, "a")]  # nothing of the failed one, and it goes on
+    notes: list[bool] = []
+    engine.on_commit = notes.append
+    await engine.transact(insert, 3, "c")
+    assert notes == [False, True]  # told before and after the commit
 
 
 async def test_dispose_closes_once(tmp_path: Path) -> None:
