@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import signal
 import subprocess
 import sys
@@ -77,3 +78,17 @@ def test_a_signal_stops_the_service_cleanly(
     assert proc.returncode == (0 if sig == signal.SIGINT else -sig)
     assert (data / "cdnrec.db").exists()
     assert not (data / "cdnrec.db-wal").exists()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
+def test_the_service_runs_on_two_malloc_arenas(
+    serving: tuple[subprocess.Popen[bytes], str], tmp_path: Path
+) -> None:
+    """`memory.limit_arenas` runs before the service's threads start, and the start log says so."""
+    started = [
+        line
+        for line in (tmp_path / "serve.log").read_text().splitlines()
+        if "cdnrec.started" in line
+    ]
+    assert len(started) == 1, started
+    assert "malloc_arenas=2" in started[0]

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from cdnrec import native
+from cdnrec import memory, native
 from cdnrec.api.files import files_endpoint
 from cdnrec.api.health import healthz, metrics_for, readyz_for
 from cdnrec.api.metrics import ApiMetrics
@@ -217,6 +217,7 @@ def create_asgi(service: Service) -> Starlette:
             listen=service.settings.server.listen,
             role=service.settings.server.role,
             engine="compiled" if native.compiled_modules() else "interpreted",
+            malloc_arenas=memory.arena_limit() or "default",
         )
         if stale := native.stale_modules():
             log.warning("cdnrec.stale_compiled_modules", modules=stale, fix="make install")

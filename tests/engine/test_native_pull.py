@@ -142,7 +142,9 @@ def test_play_reads_tags_and_sees_the_end(nginx: NginxRtmp, av_clip: Path) -> No
 
 @pytest.mark.nginx
 def test_native_pull_matches_ffmpeg(nginx: NginxRtmp, av_clip: Path) -> None:
-    """The native pull describes the stream as FFmpeg's does and yields the same packets."""
+    """The native pull describes the stream as FFmpeg's does and yields the same packets. Its
+    description is a copy held by a container that is never written: the probe that made it
+    is closed (with the decoder and frame buffers it held)."""
     name = stream_name("rt")
     pub = publish(av_clip, nginx.url(name))
     try:
@@ -156,7 +158,10 @@ def test_native_pull_matches_ffmpeg(nginx: NginxRtmp, av_clip: Path) -> None:
                 a, b = native.inputs.streams[k], ffmpeg.inputs.streams[k]
                 assert a.codec_context.name == b.codec_context.name
                 assert a.codec_context.extradata == b.codec_context.extradata
+                assert native.inputs.signature(k) == ffmpeg.inputs.signature(k)
+                assert native.inputs.tb[k] == ffmpeg.inputs.tb[k]
             assert native.inputs.streams[0].codec_context.width == 320
+            assert isinstance(native.inputs.keep, av.container.OutputContainer)
             ours = _first_video_frames(native, 100)
             theirs = _first_video_frames(ffmpeg, 30)
         finally:

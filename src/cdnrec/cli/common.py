@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from cdnrec.config import ConfigError, Settings, load_settings
+from cdnrec.memory import limit_arenas
 from cdnrec.store import Store
 
 T = TypeVar("T")
@@ -35,7 +36,9 @@ def settings_from(config_path: Path | None) -> Settings:
 def run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run the service's main coroutine on uvloop when it is installed (uvicorn[standard] brings
     it), as `uvicorn.run` would; plain asyncio otherwise. Ctrl-C ends it quietly: uvicorn shuts
-    the service down first, then raises the interrupt again, which is no error."""
+    the service down first, then raises the interrupt again, which is no error. Its threads
+    share two malloc arenas (``memory.py``)."""
+    limit_arenas()
     try:
         import uvloop
     except ImportError:

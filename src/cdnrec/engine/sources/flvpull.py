@@ -20,6 +20,7 @@ from cdnrec.engine.formats.base import AUDIO as K_AUDIO
 from cdnrec.engine.formats.base import VIDEO as K_VIDEO
 from cdnrec.engine.formats.base import FlvFeed, Inputs
 from cdnrec.engine.sources.base import Packet, Pull, SourceError
+from cdnrec.memory import release_free
 
 POLL = 1.0
 """Seconds between two reads of a pull's socket once it records. What arrives meanwhile waits in
@@ -161,12 +162,13 @@ class FlvPull(Pull):
             probe = av.open(io.BytesIO(bytes(data)), "r", format="flv")
         except (av.FFmpegError, OSError) as e:
             raise Unsupported(f"FLV probe failed: {type(e).__name__}: {e}") from e
-        video = next(iter(probe.streams.video), None) if K_VIDEO in kinds else None
-        audio = next(iter(probe.streams.audio), None) if K_AUDIO in kinds else None
-        inputs = Inputs.of(video, audio)
+        with probe:
+            video = next(iter(probe.streams.video), None) if K_VIDEO in kinds else None
+            audio = next(iter(probe.streams.audio), None) if K_AUDIO in kinds else None
+            inputs = Inputs.detached(video, audio)
+            self.durations = [_frame_ms(video, self.meta), _frame_ms(audio, self.meta)]
+        release_free()  # the probe's decoded frame
         inputs.flv = FlvFeed(self.config, self.meta)
-        inputs.keep = probe
-        self.durations = [_frame_ms(video, self.meta), _frame_ms(audio, self.meta)]
         return inputs
 
     # -- reading -------------------------------------------------------------------------------
