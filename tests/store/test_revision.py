@@ -12,12 +12,18 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from cdnrec.config import RecorderSettings
+from cdnrec.callbacks.sender import LOOKAHEAD, CallbackSender
+from cdnrec.config import CallbackSettings, RecorderSettings
 from cdnrec.engine.supervisor import Supervisor
-from cdnrec.store import Store
+from cdnrec.store import App, Store
+from cdnrec.store.cache import AppCache
 from cdnrec.store.database import open_engine
+from cdnrec.store.deliveries import NewDelivery
 from cdnrec.store.revision import SETTLE, quiet, revision_for
 from tests.store.test_store_contract import task_of
+from tests.support.receiver import Receiver
+
+SECRET = "0123456789abcdef0123456789abcdef"
 
 _WRITE = """
 import sqlite3, sys
@@ -155,3 +161,61 @@ async def test_a_look_right_after_a_write_is_trusted_only_once_the_write_settled
     await asyncio.sleep(SETTLE + 0.05)
     await sqlite_store.revision()
     assert sqlite_store.revision.settled
+
+
+async def test_pollers_woken_by_one_write_share_one_look(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """After another process's commit, concurrent looks at the same files ask SQLite once."""
+    pragmas: list[str] = []
+    event.listen(
+        sqlite_store.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: pragmas.append(args[2]) if "data_version" in args[2] else None,
+    )
+    before = await sqlite_store.revision()
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _WRITE, str(tmp_path / "cdnrec.db")], check=True
+    )
+    pragmas.clear()
+    tokens = await asyncio.gather(*(sqlite_store.revision() for _ in range(4)))
+    assert len(pragmas) == 1
+    assert len(set(tokens)) == 1
+    assert tokens[0] != before
+
+
+async def test_the_sender_reads_the_outbox_only_when_the_database_changed(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """An idle sender on SQLite does not read the outbox on a timer; a callback another process
+    queued is read once its commit is seen, and sent (signed with the app's secret)."""
+    receiver = Receiver().start()
+    await sqlite_store.apps.put(App(7, SECRET, callback_url=receiver.url), 0)
+    reads: list[str] = []
+    event.listen(
+        sqlite_store.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: reads.append(args[2]) if "FROM deliveries" in args[2] else None,
+    )
+    sender = CallbackSender(sqlite_store, AppCache(sqlite_store.apps), CallbackSettings())
+    running = asyncio.create_task(sender.run())
+    other = await Store.open(f"sqlite:///{tmp_path / 'cdnrec.db'}", migrate_schema=False)
+    try:
+        await asyncio.sleep(0.5)
+        assert len(reads) == 1  # the first look, at start
+        await asyncio.sleep(LOOKAHEAD + 1)
+        assert len(reads) == 1  # none on a timer
+        queued = NewDelivery(7, "record", "file-1", receiver.url, {"event": "record"})
+        await other.deliveries.enqueue_many([queued], int(time.time() * 1000))
+        deadline = time.monotonic() + 3 * LOOKAHEAD
+        while not receiver.bodies:
+            assert time.monotonic() < deadline, reads
+            await asyncio.sleep(0.05)
+        assert receiver.bodies[0]["event"] == "record"
+        assert receiver.bodies[0]["signature"]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await sender.close()
+        await other.close()
+        receiver.down()

@@ -213,16 +213,20 @@ async def test_claim_takes_at_most_the_limit(store: Store) -> None:
 
 
 async def test_an_expired_lease_is_taken_over_and_the_old_owner_learns_it(store: Store) -> None:
+    """Leases are renewed by the recorder's heartbeat, which answers those it still holds."""
     task, _ = await store.tasks.start(task_of("s1"))
     [held] = await store.tasks.claim("a", NOW_MS, LEASE_MS, 10)
     assert held.attempts == 1
-    assert await store.tasks.renew("a", [task.id], NOW_MS + 2 * LEASE_MS) == {task.id}
+    renewed = await store.recorders.heartbeat("a", 1, NOW_MS, [task.id], NOW_MS + 2 * LEASE_MS)
+    assert renewed == {task.id}
     assert await store.tasks.claim("b", NOW_MS + LEASE_MS + 1, LEASE_MS, 10) == []
     later = NOW_MS + 2 * LEASE_MS + 1
     [taken] = await store.tasks.claim("b", later, LEASE_MS, 10)
     assert (taken.id, taken.owner, taken.attempts) == (task.id, "b", 2)
-    assert await store.tasks.renew("a", [task.id], later + LEASE_MS) == set()
-    assert await store.tasks.renew("b", [task.id], later + LEASE_MS) == {task.id}
+    assert await store.recorders.heartbeat("a", 1, later, [task.id], later + LEASE_MS) == set()
+    assert await store.recorders.heartbeat("b", 1, later, [task.id], later + LEASE_MS) == {task.id}
+    assert await store.recorders.heartbeat("b", 1, later) == set()
+    assert await store.recorders.room(later - LEASE_MS) == 1  # the heartbeats counted too
 
 
 async def test_release_lets_another_owner_continue_at_once(store: Store) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -17,11 +16,16 @@ from cdnrec.store.batching import GroupCommit
 from cdnrec.store.cache import AppCache
 from cdnrec.store.deliveries import ABANDONED, DELIVERED, PENDING, Attempt
 from cdnrec.store.models import Delivery
+from cdnrec.store.revision import quiet
 
 log = structlog.get_logger("cdnrec.callbacks")
 
 LOOKAHEAD = 5.0
-"""How far ahead the sender looks for deliveries falling due (its longest sleep), in seconds."""
+"""How often the sender reads the outbox when nothing told it of new deliveries, in seconds. On
+SQLite it reads only after another process committed (``revision.quiet``), when its next known
+delivery falls due, and at least every ``LONGEST`` seconds."""
+
+LONGEST = 60.0
 
 KEEPALIVE = 1.5
 """How long an idle connection to a receiver is kept for reuse, in seconds: below the 2 s after
@@ -104,23 +108,25 @@ class CallbackSender:
             self._running = False
 
     async def _run(self) -> None:
+        revision = self._store.revision
         while True:
             self._wake.clear()
+            seen = None
             try:
+                seen = await revision()
                 wait = await self.send_due()
             except Exception:
                 log.exception("callbacks.loop_failed")
-                wait = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                seen, wait = None, 1.0
+            await quiet(self._wake, revision, seen, every=min(wait, LOOKAHEAD), longest=wait)
 
     async def send_due(self) -> float:
         """Start an attempt for every due delivery not already in flight; return how long until
-        the next one falls due (at most `LOOKAHEAD` seconds; an attempt that is rescheduled wakes
+        the next one falls due (at most `LONGEST` seconds; an attempt that is rescheduled wakes
         the loop)."""
         now_ms = int(self._clock() * 1000)
         self._settled.clear()
-        pending = await self._store.deliveries.due(now_ms + int(LOOKAHEAD * 1000), self._page)
+        pending = await self._store.deliveries.due(now_ms + int(LONGEST * 1000), self._page)
         due = [d for d in pending if d.next_ms <= now_ms]
         self._backlog = len(due) >= self._page
         for delivery in due:
@@ -128,7 +134,7 @@ class CallbackSender:
             if delivery.id not in self._settled:
                 self._start(delivery)
         later = [d.next_ms for d in pending if d.next_ms > now_ms]
-        return max(0.05, later[0] / 1000 - self._clock()) if later else LOOKAHEAD
+        return max(0.05, later[0] / 1000 - self._clock()) if later else LONGEST
 
     def _start(self, delivery: Delivery) -> None:
         """Attempt a delivery unless an attempt at it is in flight."""

@@ -5,8 +5,9 @@ It reports what recorders do (files opened and closed, phases, the end of a task
 and hands closed files to whoever takes them over (the publisher). The file reports of all
 recordings are written together, a transaction per round rather than per file, and a closed file
 that the publisher made durable at once is written stored, with its callback, in that same
-transaction. Leases are renewed every poll; a recorder whose lease was lost is stopped without
-ending its task, so another process can continue it in a new file.
+transaction. Leases are renewed in the heartbeat's transaction, a third of the lease apart; a
+recorder whose lease was lost is stopped without ending its task, so another process can
+continue it in a new file.
 """
 
 from __future__ import annotations
@@ -204,18 +205,29 @@ class Supervisor:
 
     async def heartbeat(self) -> None:
         """Tell the store this recorder is alive and how many recordings it may hold (Start
-        refuses new streams when every live recorder is full)."""
+        refuses new streams when every live recorder is full), and renew the leases of its
+        recordings (in the same transaction); stop those whose lease was lost."""
         self._next_heartbeat = self._clock() + self._settings.lease / 3
-        await self._store.recorders.heartbeat(self.owner, self._settings.capacity, self._now_ms())
+        now_ms = self._now_ms()
+        held = await self._store.recorders.heartbeat(
+            self.owner,
+            self._settings.capacity,
+            now_ms,
+            list(self._runs),
+            now_ms + int(self._settings.lease * 1000),
+        )
+        for task_id, run in list(self._runs.items()):
+            if task_id not in held and not run.lost:
+                run.lost = True
+                log.warning("supervisor.lease_lost", task=task_id)
+                run.recorder.stop()
 
     async def tick(self) -> None:
-        """One round: say it is alive and renew leases (together, a third of the lease apart),
-        stop what was stopped, claim new tasks."""
+        """One round: say it is alive and renew leases (a third of the lease apart), stop what
+        was stopped, claim new tasks."""
         lease_ms = int(self._settings.lease * 1000)
         if self._clock() >= self._next_heartbeat:
             await self.heartbeat()
-            if self._runs:
-                await self._renew(lease_ms)
         room = self._settings.capacity - len(self._runs)
         stopping, claimed = await self._store.tasks.poll(
             self.owner, list(self._runs), self._now_ms(), lease_ms, room
@@ -226,17 +238,6 @@ class Supervisor:
                 stopped.recorder.stop()
         for task in claimed:
             await self._launch(task)
-
-    async def _renew(self, lease_ms: int) -> None:
-        """Extend every lease; stop recordings whose lease was lost."""
-        held = await self._store.tasks.renew(
-            self.owner, list(self._runs), self._now_ms() + lease_ms
-        )
-        for task_id, run in list(self._runs.items()):
-            if task_id not in held and not run.lost:
-                run.lost = True
-                log.warning("supervisor.lease_lost", task=task_id)
-                run.recorder.stop()
 
     async def _launch(self, task: Task) -> None:
         await self._repair_leftovers(task)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cdnrec.store.database import Database, transaction
 from cdnrec.store.tables import recorders, tasks
-from cdnrec.store.tasks import LIVE
+from cdnrec.store.tasks import LIVE, renew_leases
 
 
 class RecorderRepo:
@@ -17,9 +19,20 @@ class RecorderRepo:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
 
-    async def heartbeat(self, owner: str, capacity: int, now_ms: int) -> None:
-        """`owner` is alive now and may hold `capacity` recordings."""
-        await transaction(self._engine, _heartbeat, owner, capacity, now_ms)
+    async def heartbeat(
+        self,
+        owner: str,
+        capacity: int,
+        now_ms: int,
+        held: Collection[str] = (),
+        lease_until_ms: int = 0,
+    ) -> set[str]:
+        """`owner` is alive now and may hold `capacity` recordings; the leases it holds on
+        the tasks `held` last until `lease_until_ms`. One transaction; returns those of `held`
+        it still owns."""
+        return await transaction(
+            self._engine, _heartbeat, owner, capacity, now_ms, held, lease_until_ms
+        )
 
     async def gone(self, owner: str) -> None:
         """`owner` stopped: its capacity no longer counts."""
@@ -48,7 +61,14 @@ class RecorderRepo:
         return int(capacity[1]) - int(holding)
 
 
-def _heartbeat(conn: Connection, owner: str, capacity: int, now_ms: int) -> None:
+def _heartbeat(
+    conn: Connection,
+    owner: str,
+    capacity: int,
+    now_ms: int,
+    held: Collection[str],
+    lease_until_ms: int,
+) -> set[str]:
     insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
     upsert = insert(recorders).values(owner=owner, capacity=capacity, seen_ms=now_ms)
     conn.execute(
@@ -56,3 +76,4 @@ def _heartbeat(conn: Connection, owner: str, capacity: int, now_ms: int) -> None
             index_elements=[recorders.c.owner], set_={"capacity": capacity, "seen_ms": now_ms}
         )
     )
+    return renew_leases(conn, owner, held, lease_until_ms)

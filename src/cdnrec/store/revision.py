@@ -62,6 +62,7 @@ class SqliteRevision:
         self._files = (database, Path(f"{database}-wal"))
         self._stamp: tuple[object, ...] = ()
         self._token: object = None
+        self._looks: dict[tuple[object, ...], asyncio.Future[object]] = {}
         self.changes = FileWatch.open(database.parent, [f.name for f in self._files])
         if self.changes is not None and isinstance(engine, ThreadedEngine):
             self.changes.stamp = self._files_stamp
@@ -85,13 +86,22 @@ class SqliteRevision:
 
     async def __call__(self) -> object:
         stamp = self._files_stamp()
-        if stamp != self._stamp or self._token is None:
-            # the stamp is taken first: a commit while the pragma runs shows at the next look
-            async with self._engine.connect() as conn:
-                self._token = await conn.run_sync(_version)
-            written_ns = max((s[2] for s in stamp if s is not None), default=0)
-            settled = time.time_ns() - written_ns > SETTLE * 1e9
-            self._stamp = stamp if settled else ()  # not settled: ask again at the next look
+        if stamp == self._stamp and self._token is not None:
+            return self._token
+        # pollers woken by the same write share one look at the files as they are now
+        look = self._looks.get(stamp)
+        if look is None:
+            look = self._looks[stamp] = asyncio.ensure_future(self._look(stamp))
+            look.add_done_callback(lambda _: self._looks.pop(stamp, None))
+        return await asyncio.shield(look)
+
+    async def _look(self, stamp: tuple[object, ...]) -> object:
+        # the stamp is taken first: a commit while the pragma runs shows at the next look
+        async with self._engine.connect() as conn:
+            self._token = await conn.run_sync(_version)
+        written_ns = max((s[2] for s in stamp if isinstance(s, tuple)), default=0)
+        settled = time.time_ns() - written_ns > SETTLE * 1e9
+        self._stamp = stamp if settled else ()  # not settled: ask again at the next look
         return self._token
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdnrec.config import Vendor, VendorSettings
-from cdnrec.store.database import Conn, Database, transaction
+from cdnrec.store.database import Conn, Database
 from cdnrec.store.models import ACTIVE_STATES, Task, TaskState
 from cdnrec.store.notify import TASKS, tell
 from cdnrec.store.tables import tasks
@@ -157,13 +157,6 @@ class TaskRepo:
             return stopping, []
         async with self._engine.begin() as conn:
             return stopping, await _take(conn, free, owner, now_ms, lease_ms)
-
-    async def renew(self, owner: str, task_ids: list[str], lease_until_ms: int) -> set[str]:
-        """Extend the leases `owner` holds; return the ids it still owns."""
-        if not task_ids:
-            return set()
-        params = {"p_ids": task_ids, "p_owner": owner, "p_lease_ms": lease_until_ms}
-        return await transaction(self._engine, _ids_of, _RENEW, params)
 
     async def stopping(self, task_ids: list[str]) -> set[str]:
         """Those of `task_ids` whose stop was requested."""
@@ -389,6 +382,11 @@ def _task(row: Any) -> Task:
     )
 
 
-def _ids_of(conn: Connection, statement: Any, params: dict[str, Any]) -> set[str]:
-    """The ids a statement returned."""
-    return {r.id for r in conn.execute(statement, params)}
+def renew_leases(
+    conn: Connection, owner: str, task_ids: Collection[str], lease_until_ms: int
+) -> set[str]:
+    """Extend the leases `owner` holds on `task_ids`; the ids it still owns."""
+    if not task_ids:
+        return set()
+    params = {"p_ids": list(task_ids), "p_owner": owner, "p_lease_ms": lease_until_ms}
+    return {r.id for r in conn.execute(_RENEW, params)}
