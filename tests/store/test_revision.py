@@ -20,6 +20,7 @@ from cdnrec.store.cache import AppCache
 from cdnrec.store.database import open_engine
 from cdnrec.store.deliveries import NewDelivery
 from cdnrec.store.revision import SETTLE, quiet, revision_for
+from cdnrec.store.watch import OWN_LATER
 from tests.store.test_store_contract import task_of
 from tests.support.receiver import Receiver
 
@@ -151,16 +152,46 @@ async def test_the_supervisor_reads_only_when_the_database_changed(
 
 
 async def test_a_look_right_after_a_write_is_trusted_only_once_the_write_settled(
-    sqlite_store: Store,
+    sqlite_store: Store, tmp_path: Path
 ) -> None:
-    """A commit reaches the WAL file a moment before it is visible: a look that soon after a
-    write asks again next time (the pollers look again rather than wait for another write)."""
-    await sqlite_store.recorders.heartbeat("me", 3, 1)
+    """A commit of another process reaches the WAL file a moment before it is visible: a look
+    that soon after its write asks again next time (the pollers look again rather than wait for
+    another write)."""
+    await sqlite_store.revision()
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _WRITE, str(tmp_path / "cdnrec.db")], check=True
+    )
     await sqlite_store.revision()
     assert not sqlite_store.revision.settled
     await asyncio.sleep(SETTLE + 0.05)
     await sqlite_store.revision()
     assert sqlite_store.revision.settled
+
+
+async def test_a_look_right_after_our_own_commit_is_trusted_until_the_watch_doubts_it(
+    sqlite_store: Store,
+) -> None:
+    """Our own commit is visible to us at once: no second look for it. When the watch wakes
+    its waiters for writes it took for ours (OWN_LATER), the next look asks SQLite again."""
+    changes = sqlite_store.revision.changes
+    assert changes is not None
+    pragmas: list[str] = []
+    event.listen(
+        sqlite_store.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: pragmas.append(args[2]) if "data_version" in args[2] else None,
+    )
+    woken = asyncio.ensure_future(changes.after(changes.generation))
+    await asyncio.sleep(0)  # waiting: the watch reads the writes as they come
+    await sqlite_store.recorders.heartbeat("me", 3, 1)
+    token = await sqlite_store.revision()
+    assert sqlite_store.revision.settled
+    assert await sqlite_store.revision() == token
+    assert len(pragmas) == 1
+    await asyncio.wait_for(woken, OWN_LATER + 2)
+    assert changes.doubts == 1
+    assert await sqlite_store.revision() == token
+    assert len(pragmas) == 2
 
 
 async def test_pollers_woken_by_one_write_share_one_look(

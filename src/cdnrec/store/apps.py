@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from cdnrec.config import Vendor, VendorSettings
-from cdnrec.store.database import Database
+from cdnrec.store.database import Database, read
 from cdnrec.store.models import App
 from cdnrec.store.tables import apps, vendor_configs
 
@@ -19,15 +19,8 @@ class AppRepo:
         self._engine = engine
 
     async def get(self, app_id: int) -> App | None:
-        """The app with this id, or None."""
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(apps).where(apps.c.app_id == app_id))).first()
-            if row is None:
-                return None
-            configs = await conn.execute(
-                select(vendor_configs).where(vendor_configs.c.app_id == app_id)
-            )
-            return _app(row._mapping, list(configs.all()))
+        """The app with this id, or None (one read)."""
+        return await read(self._engine, _get, app_id)
 
     async def list(self) -> list[App]:
         """Every app, by id."""
@@ -71,6 +64,18 @@ class AppRepo:
             await conn.execute(delete(vendor_configs).where(vendor_configs.c.app_id == app_id))
             result = await conn.execute(delete(apps).where(apps.c.app_id == app_id))
             return bool(result.rowcount)
+
+
+_APP = select(apps).where(apps.c.app_id == bindparam("p_app"))
+_CONFIGS = select(vendor_configs).where(vendor_configs.c.app_id == bindparam("p_app"))
+
+
+def _get(conn: Connection, app_id: int) -> App | None:
+    params = {"p_app": app_id}
+    row = conn.execute(_APP, params).first()
+    if row is None:
+        return None
+    return _app(row._mapping, list(conn.execute(_CONFIGS, params)))
 
 
 def _app(row: Any, configs: list[Any]) -> App:

@@ -41,6 +41,18 @@ async def transaction(
         return await conn.run_sync(fn, *args, **kwargs)
 
 
+async def read(
+    engine: Database,
+    fn: Callable[Concatenate[Connection, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Run `fn(connection, …)` to read, without a commit; what it returns. On SQLite its
+    statements are one hand-over to the store's thread."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(fn, *args, **kwargs)
+
+
 def open_engine(url: str) -> Database:
     """Create the engine for a database URL; SQLite gets WAL and a busy timeout.
 

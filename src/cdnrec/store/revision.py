@@ -51,7 +51,10 @@ class Revision(Protocol):
 SETTLE = 0.25
 """Seconds after a write to the database files before a look that saw no change is trusted.
 A commit writes its pages to the WAL file first and becomes visible a moment later (in the
-shared-memory index, which changes no file): a look in between sees the old version."""
+shared-memory index, which changes no file): a look in between sees the old version. A look
+at files as this process's own last commit left them is trusted at once (a commit is visible to
+the connection that made it); after the watch doubted writes it took for ours (``OWN_LATER``),
+the next look asks SQLite again."""
 
 
 class SqliteRevision:
@@ -63,6 +66,7 @@ class SqliteRevision:
         self._stamp: tuple[object, ...] = ()
         self._token: object = None
         self._looks: dict[tuple[object, ...], asyncio.Future[object]] = {}
+        self._doubts = 0
         self.changes = FileWatch.open(database.parent, [f.name for f in self._files])
         if self.changes is not None and isinstance(engine, ThreadedEngine):
             self.changes.stamp = self._files_stamp
@@ -86,8 +90,10 @@ class SqliteRevision:
 
     async def __call__(self) -> object:
         stamp = self._files_stamp()
-        if stamp == self._stamp and self._token is not None:
+        doubts = self.changes.doubts if self.changes is not None else 0
+        if stamp == self._stamp and self._token is not None and doubts == self._doubts:
             return self._token
+        self._doubts = doubts
         # pollers woken by the same write share one look at the files as they are now
         look = self._looks.get(stamp)
         if look is None:
@@ -100,7 +106,9 @@ class SqliteRevision:
         async with self._engine.connect() as conn:
             self._token = await conn.run_sync(_version)
         written_ns = max((s[2] for s in stamp if isinstance(s, tuple)), default=0)
-        settled = time.time_ns() - written_ns > SETTLE * 1e9
+        # our own commit is visible to us once done: only another process's may not be yet
+        ours = self.changes is not None and self.changes.ours(stamp)
+        settled = ours or time.time_ns() - written_ns > SETTLE * 1e9
         self._stamp = stamp if settled else ()  # not settled: ask again at the next look
         return self._token
 

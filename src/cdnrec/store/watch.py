@@ -51,6 +51,10 @@ class FileWatch:
         self._own: object = None
         self._writing = False
         self._later: asyncio.TimerHandle | None = None
+        self.doubts = 0
+        """How many times writes taken for this process's own were looked at after all
+        (``OWN_LATER``): a look trusted because the files were as our commit left them is
+        asked again after each."""
 
     @classmethod
     def open(cls, folder: Path, names: Iterable[str]) -> FileWatch | None:
@@ -95,6 +99,7 @@ class FileWatch:
             self._later.cancel()
             self._later = None
             self.generation += 1
+            self.doubts += 1
         if self._loop is not None:
             with contextlib.suppress(Exception):  # the loop may be closed already
                 self._loop.remove_reader(self._notify.fileno())
@@ -109,6 +114,11 @@ class FileWatch:
         self._own = stamp
         self._writing = False
 
+    def ours(self, stamp: object) -> bool:
+        """Whether the files are as this process's last commit left them, ``stamp`` being
+        their state now (and no commit of it is being written)."""
+        return not self._writing and stamp == self._own
+
     def _readable(self) -> None:
         try:
             events = self._notify.read(timeout=0)
@@ -118,8 +128,12 @@ class FileWatch:
             return
         if self._writing or (self.stamp is not None and self.stamp() == self._own):
             if self._later is None and self._loop is not None:
-                self._later = self._loop.call_later(OWN_LATER, self._wake)
+                self._later = self._loop.call_later(OWN_LATER, self._doubt)
             return
+        self._wake()
+
+    def _doubt(self) -> None:
+        self.doubts += 1
         self._wake()
 
     def _wake(self) -> None:
