@@ -26,6 +26,19 @@ from tests.support.receiver import Receiver
 
 SECRET = "0123456789abcdef0123456789abcdef"
 
+
+def executed(store: Store, containing: str = "") -> list[str]:
+    """The statements the store runs from now on (those containing `containing`)."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if containing in statement:
+            seen.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    return seen
+
+
 _WRITE = """
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -116,12 +129,7 @@ async def test_the_supervisor_reads_only_when_the_database_changed(
 ) -> None:
     """No statements while nothing changes; a task another process started is claimed at the
     next look (poll 0.05 s; the heartbeat is minutes away)."""
-    statements: list[str] = []
-    event.listen(
-        sqlite_store.engine.sync_engine,
-        "before_cursor_execute",
-        lambda *args: statements.append(args[2]),
-    )
+    statements = executed(sqlite_store)
     settings = RecorderSettings(poll=0.05, lease=600.0)
     supervisor = Supervisor(sqlite_store, tmp_path / "files", settings, owner="me")
     running = asyncio.create_task(supervisor.run())
@@ -175,12 +183,7 @@ async def test_a_look_right_after_our_own_commit_is_trusted_until_the_watch_doub
     its waiters for writes it took for ours (OWN_LATER), the next look asks SQLite again."""
     changes = sqlite_store.revision.changes
     assert changes is not None
-    pragmas: list[str] = []
-    event.listen(
-        sqlite_store.engine.sync_engine,
-        "before_cursor_execute",
-        lambda *args: pragmas.append(args[2]) if "data_version" in args[2] else None,
-    )
+    pragmas = executed(sqlite_store, "data_version")
     woken = asyncio.ensure_future(changes.after(changes.generation))
     await asyncio.sleep(0)  # waiting: the watch reads the writes as they come
     await sqlite_store.recorders.heartbeat("me", 3, 1)
@@ -198,12 +201,7 @@ async def test_pollers_woken_by_one_write_share_one_look(
     sqlite_store: Store, tmp_path: Path
 ) -> None:
     """After another process's commit, concurrent looks at the same files ask SQLite once."""
-    pragmas: list[str] = []
-    event.listen(
-        sqlite_store.engine.sync_engine,
-        "before_cursor_execute",
-        lambda *args: pragmas.append(args[2]) if "data_version" in args[2] else None,
-    )
+    pragmas = executed(sqlite_store, "data_version")
     before = await sqlite_store.revision()
     await asyncio.to_thread(
         subprocess.run, [sys.executable, "-c", _WRITE, str(tmp_path / "cdnrec.db")], check=True
@@ -222,12 +220,7 @@ async def test_the_sender_reads_the_outbox_only_when_the_database_changed(
     queued is read once its commit is seen, and sent (signed with the app's secret)."""
     receiver = Receiver().start()
     await sqlite_store.apps.put(App(7, SECRET, callback_url=receiver.url), 0)
-    reads: list[str] = []
-    event.listen(
-        sqlite_store.engine.sync_engine,
-        "before_cursor_execute",
-        lambda *args: reads.append(args[2]) if "FROM deliveries" in args[2] else None,
-    )
+    reads = executed(sqlite_store, "FROM deliveries")
     sender = CallbackSender(sqlite_store, AppCache(sqlite_store.apps), CallbackSettings())
     running = asyncio.create_task(sender.run())
     other = await Store.open(f"sqlite:///{tmp_path / 'cdnrec.db'}", migrate_schema=False)
