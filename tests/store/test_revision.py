@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import Connection
 
 from cdnrec.callbacks.sender import LOOKAHEAD, CallbackSender
 from cdnrec.config import CallbackSettings, RecorderSettings
@@ -20,6 +20,7 @@ from cdnrec.store.cache import AppCache
 from cdnrec.store.database import open_engine
 from cdnrec.store.deliveries import NewDelivery
 from cdnrec.store.revision import SETTLE, quiet, revision_for
+from cdnrec.store.threaded import ThreadedEngine
 from cdnrec.store.watch import OWN_LATER
 from tests.store.test_store_contract import task_of
 from tests.support.receiver import Receiver
@@ -27,15 +28,22 @@ from tests.support.receiver import Receiver
 SECRET = "0123456789abcdef0123456789abcdef"
 
 
-def executed(store: Store, containing: str = "") -> list[str]:
-    """The statements the store runs from now on (those containing `containing`)."""
+async def executed(store: Store, containing: str = "") -> list[str]:
+    """The statements the store's SQLite connection runs from now on (those containing
+    `containing`), as SQLite itself reports them: also those sent to the driver directly."""
     seen: list[str] = []
 
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+    def record(statement: str) -> None:
         if containing in statement:
             seen.append(statement)
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    def install(conn: Connection) -> None:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        raw.set_trace_callback(record)
+
+    assert isinstance(store.engine, ThreadedEngine)
+    await store.engine.run(install)
     return seen
 
 
@@ -129,7 +137,7 @@ async def test_the_supervisor_reads_only_when_the_database_changed(
 ) -> None:
     """No statements while nothing changes; a task another process started is claimed at the
     next look (poll 0.05 s; the heartbeat is minutes away)."""
-    statements = executed(sqlite_store)
+    statements = await executed(sqlite_store)
     settings = RecorderSettings(poll=0.05, lease=600.0)
     supervisor = Supervisor(sqlite_store, tmp_path / "files", settings, owner="me")
     running = asyncio.create_task(supervisor.run())
@@ -183,7 +191,7 @@ async def test_a_look_right_after_our_own_commit_is_trusted_until_the_watch_doub
     its waiters for writes it took for ours (OWN_LATER), the next look asks SQLite again."""
     changes = sqlite_store.revision.changes
     assert changes is not None
-    pragmas = executed(sqlite_store, "data_version")
+    pragmas = await executed(sqlite_store, "data_version")
     woken = asyncio.ensure_future(changes.after(changes.generation))
     await asyncio.sleep(0)  # waiting: the watch reads the writes as they come
     await sqlite_store.recorders.heartbeat("me", 3, 1)
@@ -201,7 +209,7 @@ async def test_pollers_woken_by_one_write_share_one_look(
     sqlite_store: Store, tmp_path: Path
 ) -> None:
     """After another process's commit, concurrent looks at the same files ask SQLite once."""
-    pragmas = executed(sqlite_store, "data_version")
+    pragmas = await executed(sqlite_store, "data_version")
     before = await sqlite_store.revision()
     await asyncio.to_thread(
         subprocess.run, [sys.executable, "-c", _WRITE, str(tmp_path / "cdnrec.db")], check=True
@@ -220,7 +228,7 @@ async def test_the_sender_reads_the_outbox_only_when_the_database_changed(
     queued is read once its commit is seen, and sent (signed with the app's secret)."""
     receiver = Receiver().start()
     await sqlite_store.apps.put(App(7, SECRET, callback_url=receiver.url), 0)
-    reads = executed(sqlite_store, "FROM deliveries")
+    reads = await executed(sqlite_store, "FROM deliveries")
     sender = CallbackSender(sqlite_store, AppCache(sqlite_store.apps), CallbackSettings())
     running = asyncio.create_task(sender.run())
     other = await Store.open(f"sqlite:///{tmp_path / 'cdnrec.db'}", migrate_schema=False)

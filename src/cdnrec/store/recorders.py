@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,6 +62,23 @@ class RecorderRepo:
         return int(capacity[1]) - int(holding)
 
 
+def _alive(insert: Any) -> Any:
+    """The heartbeat's upsert, built once per dialect: a statement built per heartbeat cost
+    SQLAlchemy its cache key every time (most of an idle service's heartbeat)."""
+    values: dict[str, Any] = {
+        "capacity": bindparam("p_capacity"),
+        "seen_ms": bindparam("p_seen_ms"),
+    }
+    return (
+        insert(recorders)
+        .values(owner=bindparam("p_owner"), **values)
+        .on_conflict_do_update(index_elements=[recorders.c.owner], set_=values)
+    )
+
+
+_ALIVE = {"sqlite": _alive(sqlite_insert), "postgresql": _alive(postgresql_insert)}
+
+
 def _heartbeat(
     conn: Connection,
     owner: str,
@@ -69,11 +87,6 @@ def _heartbeat(
     held: Collection[str],
     lease_until_ms: int,
 ) -> set[str]:
-    insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
-    upsert = insert(recorders).values(owner=owner, capacity=capacity, seen_ms=now_ms)
-    conn.execute(
-        upsert.on_conflict_do_update(
-            index_elements=[recorders.c.owner], set_={"capacity": capacity, "seen_ms": now_ms}
-        )
-    )
+    params = {"p_owner": owner, "p_capacity": capacity, "p_seen_ms": now_ms}
+    conn.execute(_ALIVE[conn.dialect.name], params)
     return renew_leases(conn, owner, held, lease_until_ms)

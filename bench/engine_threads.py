@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Where cdnrec's CPU goes at low N: its threads, side by side with ``ffmpeg -c copy``.
+
+The benchmark (``engine_bench.py``) measures CPU in clock ticks (10 ms) over one 45 s window
+per approach, so at N=1 one tick is 0.02 % of a core, a tenth of the figure it measures. This
+tool reads the scheduler's nanosecond counters (``/proc/<pid>/task/<tid>/schedstat``) instead,
+and alternates short windows of the two recorders on the same live streams:
+
+* ``ffmpeg``: one ``ffmpeg -i rtmp://… -c copy -f segment`` per stream (the harness's command);
+* ``cdnrec``: one ``cdnrec serve`` (started once), StartCDNRecord before each of its windows and
+  StopCDNRecord after, as ``engine_bench.py`` configures it (FLV, interval = ``--segment``);
+* ``idle``: the same service with nothing recording.
+
+It prints the median CPU per stream of each, their ratio, and cdnrec's CPU by thread (named by
+``py-spy dump`` when py-spy is installed) with the wakes (context switches) per second::
+
+    .venv/bin/python bench/engine_threads.py --n 1 --rounds 4 --window 30
+
+Needs the shared harness (``../shared/bench`` or ``CDNREC_SHARED_BENCH``), nginx with the RTMP
+module and ffmpeg, as ``engine_bench.py`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import cdnrec_recorder as cr  # noqa: E402
+from engine_bench import H  # noqa: E402  (the shared harness, loaded once there)
+
+
+def task_counters(pid: int) -> dict[int, tuple[int, int]]:
+    """Per thread of ``pid``: (CPU ns, context switches)."""
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            switches = 0
+            with open(f"/proc/{pid}/task/{t}/status") as f:
+                for line in f:
+                    if "ctxt_switches" in line:
+                        switches += int(line.split()[1])
+            out[int(t)] = (ns, switches)
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """OS thread id → Python thread name, from ``py-spy dump`` (empty without py-spy)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    try:
+        raw = subprocess.run(
+            [spy, "dump", "--pid", str(pid), "--json"], capture_output=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names: dict[int, str] = {}
+    for th in json.loads(raw):
+        if th.get("os_thread_id"):
+            names[int(th["os_thread_id"])] = str(th.get("thread_name") or "?")
+    return names
+
+
+def measure(pids: list[int], seconds: float) -> dict[int, tuple[int, int]]:
+    """Per (pid, tid)-less thread key: CPU ns and switches spent during ``seconds``."""
+    before = {tid: c for pid in pids for tid, c in task_counters(pid).items()}
+    time.sleep(seconds)
+    after = {tid: c for pid in pids for tid, c in task_counters(pid).items()}
+    return {
+        tid: (ns - before.get(tid, (0, 0))[0], sw - before.get(tid, (0, 0))[1])
+        for tid, (ns, sw) in after.items()
+    }
+
+
+def pct(ns: int, seconds: float, n: int = 1) -> float:
+    """CPU ns over ``seconds`` as % of one core per stream."""
+    return 100.0 * ns / 1e9 / seconds / n
+
+
+class Run:
+    """The origin, the publishers, one cdnrec service; the alternating windows."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.a = args
+        self.work = Path(args.workdir)
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        self.procs = H.Procs()
+        self.streams = [f"s{i}" for i in range(args.n)]
+
+    def start(self) -> None:
+        harness_args = argparse.Namespace(
+            ffmpeg="ffmpeg", sample_seconds=60, workdir=str(self.work / "harness")
+        )
+        self.sample = H.Bench(harness_args).sample()
+        rtmp, http = H.free_port(), H.free_port()
+        self.origin = H.Origin(
+            self.procs, str(self.work / "nginx"), str(self.work / "nginx-rec"), rtmp, http, "nginx"
+        )
+        self.origin.start()
+        self.urls = {s: f"rtmp://127.0.0.1:{rtmp}/live/{s}" for s in self.streams}
+        for s, url in self.urls.items():
+            argv = shlex.split(H.PUBLISH_CMD.format(ffmpeg="ffmpeg", sample=self.sample, url=url))
+            self.procs.spawn(argv, str(self.work / f"pub-{s}.log"))
+            time.sleep(2.0 / len(self.urls))
+        self.receiver = cr.Receiver(self.work / "rec").start()
+        self.service = cr.CdnrecService(
+            workdir=self.work / "cdnrec",
+            storage_root=self.work / "rec",
+            source=f"rtmp://127.0.0.1:{rtmp}/live/{{stream_id}}",
+            formats=["flv"],
+            interval=self.a.segment,
+            hls_segment=self.a.segment,
+            capacity=max(200, 2 * self.a.n),
+            callback_url=self.receiver.url,
+        )
+        self.service.spawn()
+        self.service.wait_healthy()
+        time.sleep(self.a.warmup)
+
+    def ffmpeg_window(self) -> int:
+        out = self.work / "ffmpeg"
+        procs = []
+        for s, url in self.urls.items():
+            d = out / s
+            d.mkdir(parents=True, exist_ok=True)
+            cmd = H.FFMPEG_REC_CMD.format(
+                ffmpeg="ffmpeg", url=url, segment=self.a.segment, fmt="flv", outdir=d, ext="flv"
+            )
+            procs.append(self.procs.spawn(shlex.split(cmd), str(self.work / f"ff-{s}.log")))
+        time.sleep(self.a.settle)
+        spent = measure([p.pid for p in procs], self.a.window)
+        self.procs.stop(procs, signal.SIGINT, 10.0)
+        shutil.rmtree(out, ignore_errors=True)
+        return sum(ns for ns, _ in spent.values())
+
+    def cdnrec_window(self, recording: bool) -> dict[int, tuple[int, int]]:
+        assert self.service.proc is not None
+        if recording:
+            self.service.start_streams(self.streams)
+        time.sleep(self.a.settle)
+        spent = measure([self.service.proc.pid], self.a.window)
+        if recording:
+            self.service.stop_streams(self.streams)
+            time.sleep(2.0)
+        return spent
+
+    def stop(self) -> None:
+        self.service.shutdown(15.0)
+        self.receiver.stop()
+        self.procs.stop_all()
+
+
+def ratio(a: float, b: float) -> str:
+    """``a / b`` to two places, or a dash without ``b``."""
+    return f"{a / b:.2f}" if b else "–"
+
+
+def report(run: Run, rounds: list[dict[str, Any]], names: dict[int, str]) -> str:
+    a = run.a
+    w, n = a.window, a.n
+    ff = [pct(r["ffmpeg"], w, n) for r in rounds]
+    rec = [pct(sum(ns for ns, _ in r["cdnrec"].values()), w, n) for r in rounds]
+    idle = [pct(sum(ns for ns, _ in r["idle"].values()), w) for r in rounds]
+    lines = [
+        f"# cdnrec threads at N={n}: {len(rounds)} rounds of {w:.0f} s windows, "
+        f"{a.segment:.0f} s files",
+        "",
+        "| round | ffmpeg %/stream | cdnrec %/stream | ratio | idle service % |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for i, (f, c, d) in enumerate(zip(ff, rec, idle, strict=True)):
+        lines.append(f"| {i + 1} | {f:.3f} | {c:.3f} | {ratio(c, f)} | {d:.3f} |")
+    mf, mc = statistics.median(ff), statistics.median(rec)
+    lines += [
+        f"| median | {mf:.3f} | {mc:.3f} | {ratio(mc, mf)} | {statistics.median(idle):.3f} |",
+        "",
+        "cdnrec by thread (median over rounds; % of a core, wakes per second):",
+        "",
+        "| thread | recording % | wakes/s | idle % | idle wakes/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    by: dict[str, dict[str, list[float]]] = {}
+    for r in rounds:
+        for kind in ("cdnrec", "idle"):
+            sums: dict[str, tuple[int, int]] = {}
+            for tid, (ns, sw) in r[kind].items():
+                name = names.get(tid, f"tid {tid}")
+                prev = sums.get(name, (0, 0))
+                sums[name] = (prev[0] + ns, prev[1] + sw)
+            for name, (ns, sw) in sums.items():
+                d = by.setdefault(name, {})
+                d.setdefault(kind, []).append(pct(ns, w))
+                d.setdefault(kind + "_wakes", []).append(sw / w)
+
+    def med(d: dict[str, list[float]], k: str) -> float:
+        return statistics.median(d[k]) if d.get(k) else 0.0
+
+    for name, d in sorted(by.items(), key=lambda kv: -med(kv[1], "cdnrec")):
+        if med(d, "cdnrec") < 0.001 and med(d, "idle") < 0.001:
+            continue
+        lines.append(
+            f"| {name} | {med(d, 'cdnrec'):.3f} | {med(d, 'cdnrec_wakes'):.1f} | "
+            f"{med(d, 'idle'):.3f} | {med(d, 'idle_wakes'):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--n", type=int, default=1, help="live streams (default 1)")
+    ap.add_argument("--rounds", type=int, default=4, help="alternations (default 4)")
+    ap.add_argument("--window", type=float, default=30.0, help="seconds measured per window")
+    ap.add_argument("--segment", type=float, default=10.0, help="file interval, s (default 10)")
+    ap.add_argument("--settle", type=float, default=4.0, help="seconds before each window")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds after the service starts")
+    ap.add_argument(
+        "--no-ffmpeg", action="store_true", help="cdnrec only (to compare builds of cdnrec)"
+    )
+    ap.add_argument(
+        "--workdir", default=os.path.join(tempfile.gettempdir(), "cdnrec-threads"), help="scratch"
+    )
+    args = ap.parse_args()
+    run = Run(args)
+    rounds: list[dict[str, Any]] = []
+    try:
+        run.start()
+        assert run.service.proc is not None
+        names = thread_names(run.service.proc.pid)
+        for i in range(args.rounds):
+            H.log(f"round {i + 1}/{args.rounds}")
+            r = {"ffmpeg": 0 if args.no_ffmpeg else run.ffmpeg_window()}
+            r["cdnrec"] = run.cdnrec_window(True)
+            if not names or len(names) < len(r["cdnrec"]):
+                names.update(thread_names(run.service.proc.pid))
+            r["idle"] = run.cdnrec_window(False)
+            rounds.append(r)
+    finally:
+        run.stop()
+    print(report(run, rounds, names))
+
+
+if __name__ == "__main__":
+    main()
