@@ -11,7 +11,8 @@ and alternates short windows of the two recorders on the same live streams:
   StopCDNRecord after, as ``engine_bench.py`` configures it (FLV, interval = ``--segment``);
 * ``idle``: the same service with nothing recording.
 
-It prints the median CPU per stream of each, their ratio, and cdnrec's CPU by thread (named by
+With ``--account`` the service also sums its CPU by asyncio task and by SQLite call
+(``bench/accounting/sitecustomize.py``). It prints (and keeps in ``bench/results/threads-<stamp>.md``) the median CPU per stream of each, their ratio, and cdnrec's CPU by thread (named by
 ``py-spy dump`` when py-spy is installed) with the wakes (context switches) per second::
 
     .venv/bin/python bench/engine_threads.py --n 1 --rounds 4 --window 30
@@ -23,6 +24,7 @@ module and ffmpeg, as ``engine_bench.py`` does.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shlex
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +109,7 @@ class Run:
         self.work.mkdir(parents=True)
         self.procs = H.Procs()
         self.streams = [f"s{i}" for i in range(args.n)]
+        self.accounts: list[tuple[bool, Counter[str]]] = []
 
     def start(self) -> None:
         harness_args = argparse.Namespace(
@@ -133,6 +137,12 @@ class Run:
             capacity=max(200, 2 * self.a.n),
             callback_url=self.receiver.url,
         )
+        if self.a.account:
+            self.account = self.work / "account.json"
+            os.environ["CDNREC_ACCOUNT"] = str(self.account)
+            os.environ["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(HERE / "accounting"), os.environ.get("PYTHONPATH")) if p
+            )
         self.service.spawn()
         self.service.wait_healthy()
         time.sleep(self.a.warmup)
@@ -158,11 +168,27 @@ class Run:
         if recording:
             self.service.start_streams(self.streams)
         time.sleep(self.a.settle)
+        before = self.accounted()
         spent = measure([self.service.proc.pid], self.a.window)
+        self.accounts.append((recording, self.accounted() - before))
         if recording:
             self.service.stop_streams(self.streams)
             time.sleep(2.0)
         return spent
+
+    def accounted(self) -> Counter[str]:
+        """The service's CPU ns by task and SQLite call so far (``--account``; else empty)."""
+        if not self.a.account or self.service.proc is None:
+            return Counter()
+        self.account.unlink(missing_ok=True)
+        self.service.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                return Counter(json.loads(self.account.read_text())["spent_ns"])
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        raise RuntimeError("the service wrote no accounting (is bench/accounting on its path?)")
 
     def stop(self) -> None:
         self.service.shutdown(15.0)
@@ -222,7 +248,32 @@ def report(run: Run, rounds: list[dict[str, Any]], names: dict[int, str]) -> str
             f"| {name} | {med(d, 'cdnrec'):.3f} | {med(d, 'cdnrec_wakes'):.1f} | "
             f"{med(d, 'idle'):.3f} | {med(d, 'idle_wakes'):.1f} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + accounting(run)) + "\n"
+
+
+def accounting(run: Run) -> list[str]:
+    """``--account``: the service's CPU by asyncio task and SQLite call (median over rounds)."""
+    if not run.accounts:
+        return []
+    w = run.a.window
+    keys = {k for _, c in run.accounts for k in c}
+
+    def med(recording: bool, key: str) -> float:
+        return statistics.median(pct(c[key], w) for r, c in run.accounts if r == recording)
+
+    rows = sorted(keys, key=lambda k: -med(True, k))
+    lines = [
+        "",
+        "cdnrec's CPU by asyncio task and SQLite call (median; % of a core; what runs outside a "
+        "task, the loop's callbacks and the kernel, is not in it):",
+        "",
+        "| task or call | recording % | idle % |",
+        "|---|---:|---:|",
+    ]
+    for k in rows:
+        if max(med(True, k), med(False, k)) >= 0.001:
+            lines.append(f"| {k} | {med(True, k):.4f} | {med(False, k):.4f} |")
+    return lines
 
 
 def main() -> None:
@@ -237,6 +288,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds after the service starts")
     ap.add_argument(
         "--no-ffmpeg", action="store_true", help="cdnrec only (to compare builds of cdnrec)"
+    )
+    ap.add_argument(
+        "--account",
+        action="store_true",
+        help="also the service's CPU by asyncio task and SQLite call (bench/accounting)",
     )
     ap.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "cdnrec-threads"), help="scratch"
@@ -258,7 +314,13 @@ def main() -> None:
             rounds.append(r)
     finally:
         run.stop()
-    print(report(run, rounds, names))
+    text = report(run, rounds, names)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = HERE / "results" / f"threads-{stamp}.md"
+    command = "bench/engine_threads.py " + " ".join(sys.argv[1:])
+    out.write_text(f"{text}\nCommand: `{command}`; load average at the end: {os.getloadavg()}\n")
+    print(text)
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

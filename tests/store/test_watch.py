@@ -149,3 +149,26 @@ async def test_the_process_s_own_commits_wake_waiters_only_later(
     )
     await asyncio.wait_for(waiting, 5)
     assert time.monotonic() - started < 1.0  # not held back with the own commit before it
+
+
+async def test_a_doubt_that_finds_no_other_commit_wakes_only_waiters_that_saw_another_revision(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``OWN_LATER`` after our own commit the watch looks once itself: a waiter that has seen
+    the revision it finds sleeps on, one that had seen another (or none in particular) wakes."""
+    monkeypatch.setattr(watch_module, "OWN_LATER", 0.5)
+    changes = sqlite_store.revision.changes
+    assert changes is not None
+    now = await sqlite_store.revision()
+    generation = changes.generation
+    current = asyncio.create_task(changes.after(generation, now))
+    stale = asyncio.create_task(changes.after(generation, ("another connection", 0)))
+    anything = asyncio.create_task(changes.after(generation))
+    await asyncio.sleep(0.05)
+    await sqlite_store.recorders.heartbeat("this", 1, 1)
+    await asyncio.wait_for(asyncio.gather(stale, anything), 5)
+    assert changes.doubts == 1
+    await asyncio.sleep(0.2)
+    assert not current.done()
+    assert await sqlite_store.revision() == now
+    current.cancel()

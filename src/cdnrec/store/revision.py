@@ -10,7 +10,8 @@ pragma is asked only when the database files changed (their size and modificatio
 Where the system reports writes to files (``watch.py``), a poller does not even look on a
 timer: it sleeps until a database file is written, then looks at most once per ``every``. Writes
 of this process's own commits (noted around each, ``ThreadedEngine.on_commit``) wake it only
-``watch.OWN_LATER`` seconds later.
+``watch.OWN_LATER`` seconds later, and only if the one look the watch then makes finds a revision
+the poller had not seen.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class SqliteRevision:
         self.changes = FileWatch.open(database.parent, [f.name for f in self._files])
         if self.changes is not None and isinstance(engine, ThreadedEngine):
             self.changes.stamp = self._files_stamp
+            self.changes.confirm = self.__call__
             engine.on_commit = self._on_commit
 
     def _on_commit(self, done: bool) -> None:
@@ -166,7 +168,9 @@ async def quiet(
     generation = -1  # look once before waiting for writes
     while True:
         wait_write = changes is not None and changes.generation == generation and revision.settled
-        if wait_write and await _woken_or_written(wake, changes, generation, until - loop.time()):
+        if wait_write and await _woken_or_written(
+            wake, changes, generation, seen, until - loop.time()
+        ):
             return
         if await _woken(wake, min(every, until - loop.time())):
             return
@@ -192,12 +196,16 @@ async def _woken(wake: asyncio.Event, seconds: float) -> bool:
 
 
 async def _woken_or_written(
-    wake: asyncio.Event, changes: FileWatch | None, generation: int, seconds: float
+    wake: asyncio.Event, changes: FileWatch | None, generation: int, seen: object, seconds: float
 ) -> bool:
-    """Wait up to ``seconds`` for ``wake`` or a write after ``generation``; True when woken."""
+    """Wait up to ``seconds`` for ``wake`` or a write after ``generation`` that may have changed
+    the revision ``seen``; True when woken."""
     if wake.is_set() or seconds <= 0 or changes is None:
         return wake.is_set()
-    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(changes.after(generation))]
+    waits = [
+        asyncio.ensure_future(wake.wait()),
+        asyncio.ensure_future(changes.after(generation, seen)),
+    ]
     try:
         await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:

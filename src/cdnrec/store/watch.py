@@ -13,13 +13,15 @@ The process's own commits write the same files. While one is being written (``wr
 when the files are still as the last one left them (``own``), their writes wake nobody at once:
 the waiters are woken ``OWN_LATER`` seconds later instead, once for all of them. A commit of
 another process whose writes are read in that moment is therefore seen that late, never lost.
+Where the watch can look at the database itself (``confirm``), that later wake is one look, and
+only the waiters that had seen another revision are woken.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 try:
@@ -35,6 +37,9 @@ if INotify is not None:
 OWN_LATER = 5.0
 """Seconds after a write of this process's own commits before the waiters are woken anyway."""
 
+ANY = object()
+"""A waiter that has seen no revision in particular: every wake wakes it."""
+
 
 class FileWatch:
     """Counts the writes to some files of one folder; ``after(n)`` waits for the count to pass n."""
@@ -43,7 +48,7 @@ class FileWatch:
         self._notify = notify
         self._names = frozenset(names)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._waiters: dict[asyncio.Future[None], object] = {}
         self.generation = 0
         """How many batches of writes to the files were seen so far."""
         self.stamp: Callable[[], object] | None = None
@@ -55,6 +60,10 @@ class FileWatch:
         """How many times writes taken for this process's own were looked at after all
         (``OWN_LATER``): a look trusted because the files were as our commit left them is
         asked again after each."""
+        self.confirm: Callable[[], Awaitable[object]] | None = None
+        """The database's revision now, asked afresh after a doubt: then only the waiters that
+        had seen another revision are woken (None: all of them are)."""
+        self._checking: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, folder: Path, names: Iterable[str]) -> FileWatch | None:
@@ -72,18 +81,19 @@ class FileWatch:
             return None
         return cls(notify, names)
 
-    async def after(self, generation: int) -> None:
-        """Return once ``self.generation`` is past ``generation`` (at once if it is already)."""
+    async def after(self, generation: int, seen: object = ANY) -> None:
+        """Return once ``self.generation`` is past ``generation`` (at once if it is already);
+        ``seen``, the revision the waiter has seen, spares it a doubt that finds that one."""
         if self.generation > generation:
             return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.add(waiter)
+        self._waiters[waiter] = seen
         self._attach(loop)
         try:
             await waiter
         finally:
-            self._waiters.discard(waiter)
+            self._waiters.pop(waiter, None)
             if not self._waiters:
                 self._detach()
 
@@ -133,16 +143,29 @@ class FileWatch:
         self._wake()
 
     def _doubt(self) -> None:
+        self._later = None
         self.doubts += 1
-        self._wake()
+        if self.confirm is None or self._loop is None:
+            self._wake()
+            return
+        self._checking = self._loop.create_task(self._check(self.confirm))
 
-    def _wake(self) -> None:
+    async def _check(self, confirm: Callable[[], Awaitable[object]]) -> None:
+        """One look for every waiter after a doubt: wake those that had seen another revision."""
+        try:
+            now = await confirm()
+        except Exception:  # cannot tell: every waiter reads
+            self._wake()
+            return
+        self._wake(lambda seen: seen is ANY or seen != now)
+
+    def _wake(self, which: Callable[[object], bool] | None = None) -> None:
         if self._later is not None:
             self._later.cancel()
             self._later = None
         self.generation += 1
-        for waiter in self._waiters:
-            if not waiter.done():
+        for waiter, seen in list(self._waiters.items()):
+            if not waiter.done() and (which is None or which(seen)):
                 waiter.set_result(None)
 
     def close(self) -> None:
