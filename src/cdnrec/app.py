@@ -149,7 +149,7 @@ async def build_service(
     limiter, nonces, redis = _limits(settings, clock)
     probe = probe or SourceProbe()
     registry = CollectorRegistry()
-    apps = AppCache(store.apps)
+    apps = AppCache(store.apps, revision=store.revision)
     gateway = Gateway(apps, nonces, tolerance=settings.limits.timestamp_tolerance, clock=clock)
     storages = Storages(settings)
     catalog = Catalog(store, storages, clock)

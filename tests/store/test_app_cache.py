@@ -1,10 +1,12 @@
-"""The app cache on a real store: concurrent misses share one read; `forget` reads again."""
+"""The app cache on a real store: concurrent misses share one read; `forget` reads again; on
+SQLite an expired app is read again only after another process committed."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from sqlalchemy import event
 
 from cdnrec.store import App, Store
 from cdnrec.store.cache import AppCache
+from cdnrec.store.revision import SETTLE
 
 SECRET = "0123456789abcdef0123456789abcdef"
 
@@ -65,3 +68,33 @@ async def test_forget_reads_the_changed_app_again(store: Store) -> None:
     changed = await cache.get(7)
     assert changed is not None
     assert changed.callback_url == "http://r/two"
+
+
+async def test_an_expired_app_is_read_again_only_once_another_process_committed(
+    tmp_path: Path,
+) -> None:
+    """On SQLite the cache keeps an expired app while the database's revision is the one it
+    read the app at: this process's own commits do not count, another process's do."""
+    url = f"sqlite:///{tmp_path / 'cdnrec.db'}"
+    store = await Store.open(url)
+    other = await Store.open(url, migrate_schema=False)
+    try:
+        await store.apps.put(App(7, SECRET, callback_url="http://r/one"), 0)
+        now = [0.0]
+        cache = AppCache(store.apps, ttl=2.0, clock=lambda: now[0], revision=store.revision)
+        with app_reads(store) as reads:
+            assert (await cache.get(7)) == App(7, SECRET, callback_url="http://r/one")
+            now[0] = 2.5
+            await store.recorders.heartbeat("this process", 1, 1)
+            assert (await cache.get(7)) == App(7, SECRET, callback_url="http://r/one")
+            assert len(reads) == 1
+            await other.apps.put(App(7, SECRET, callback_url="http://r/two"), 1)
+            await asyncio.sleep(SETTLE + 0.05)  # until another process's commit can be seen
+            now[0] = 5.0
+            changed = await cache.get(7)
+            assert changed is not None
+            assert changed.callback_url == "http://r/two"
+            assert len(reads) == 2
+    finally:
+        await other.close()
+        await store.close()
