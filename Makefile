@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo serve test lint typecheck check bench-api bench-engine bench-merge clean
+.PHONY: help install demo serve test lint typecheck check bench-api bench-engine bench-threads bench-merge clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ bench-api: $(STAMP) ## API throughput benchmark (needs wrk: apt-get install wrk)
 
 bench-engine: $(STAMP) ## Recording cost: cdnrec vs nginx-rtmp, ffmpeg, PyAV in one run (needs ../shared/bench; ~25 min)
 	$(BIN)/python bench/engine_bench.py
+
+bench-threads: $(STAMP) ## Recording CPU by thread at N=1, alternating with ffmpeg (needs ../shared/bench; ~8 min)
+	$(BIN)/python bench/engine_threads.py --n 1 --rounds 4 --window 30
 
 bench-merge: $(STAMP) ## MergeMedia throughput vs ffmpeg concat
 	$(BIN)/python bench/merge_bench.py --rounds 9

@@ -47,6 +47,7 @@ harness's code, imported unchanged. Results: ``bench/results/engine-<stamp>.{jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import importlib.util
@@ -62,9 +63,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 HERE = Path(__file__).resolve().parent
+T = TypeVar("T")
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import cdnrec_recorder as cr  # noqa: E402
@@ -156,22 +158,29 @@ def pctl(values: list[float], p: float) -> float | None:
     return v[min(len(v) - 1, int(p * len(v)))]
 
 
-def thread_times(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of every thread of ``pid``."""
-    hz = os.sysconf("SC_CLK_TCK")
-    out = {}
+def per_thread(pid: int, read: Callable[[str], T]) -> dict[int, T]:
+    """``read(<the thread's /proc folder>)`` for every thread of ``pid`` (threads that end
+    meanwhile, or whose files do not parse, are left out)."""
+    out: dict[int, T] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return out
     for t in tids:
-        try:
-            with open(f"/proc/{pid}/task/{t}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            out[int(t)] = (int(fields[11]) + int(fields[12])) / hz
-        except (OSError, IndexError, ValueError):
-            pass
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            out[int(t)] = read(f"/proc/{pid}/task/{t}")
     return out
+
+
+def _cpu_seconds(task: str) -> float:
+    with open(f"{task}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_times(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of every thread of ``pid``."""
+    return per_thread(pid, _cpu_seconds)
 
 
 def ctx_switches(pids: list[int]) -> dict[str, int]:

@@ -42,29 +42,20 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import cdnrec_recorder as cr  # noqa: E402
-from engine_bench import H  # noqa: E402  (the shared harness, loaded once there)
+from engine_bench import H, per_thread  # noqa: E402  (the shared harness, loaded there)
+
+
+def _counters(task: str) -> tuple[int, int]:
+    with open(f"{task}/schedstat") as f:
+        ns = int(f.read().split()[0])
+    with open(f"{task}/status") as f:
+        switches = sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+    return ns, switches
 
 
 def task_counters(pid: int) -> dict[int, tuple[int, int]]:
     """Per thread of ``pid``: (CPU ns, context switches)."""
-    out: dict[int, tuple[int, int]] = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for t in tids:
-        try:
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                ns = int(f.read().split()[0])
-            switches = 0
-            with open(f"/proc/{pid}/task/{t}/status") as f:
-                for line in f:
-                    if "ctxt_switches" in line:
-                        switches += int(line.split()[1])
-            out[int(t)] = (ns, switches)
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
+    return per_thread(pid, _counters)
 
 
 def thread_names(pid: int) -> dict[int, str]:
@@ -170,7 +161,8 @@ class Run:
         time.sleep(self.a.settle)
         before = self.accounted()
         spent = measure([self.service.proc.pid], self.a.window)
-        self.accounts.append((recording, self.accounted() - before))
+        if self.a.account:
+            self.accounts.append((recording, self.accounted() - before))
         if recording:
             self.service.stop_streams(self.streams)
             time.sleep(2.0)
