@@ -71,7 +71,7 @@ class SqliteRevision:
         self.changes = FileWatch.open(database.parent, [f.name for f in self._files])
         if self.changes is not None and isinstance(engine, ThreadedEngine):
             self.changes.stamp = self._files_stamp
-            self.changes.confirm = self.__call__
+            self.changes.confirm = self._confirmed
             engine.on_commit = self._on_commit
 
     def _on_commit(self, done: bool) -> None:
@@ -81,6 +81,12 @@ class SqliteRevision:
             self.changes.own(self._files_stamp())
         else:
             self.changes.writing()
+
+    async def _confirmed(self) -> object:
+        """The revision now, for the watch's look after a doubt: a look that came too soon after
+        a write to be trusted counts as a change (every waiter looks for itself)."""
+        token = await self()
+        return token if self.settled else object()
 
     def _files_stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
         return tuple(_stamp(f) for f in self._files)
