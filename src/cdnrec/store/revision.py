@@ -129,7 +129,7 @@ def _version(conn: Connection) -> object:
     took most of a look's CPU."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    version = raw.execute("PRAGMA data_version").fetchone()[0]
+    ((version,),) = raw.execute("PRAGMA data_version").fetchall()  # to the end: no read stays open
     return (id(raw), version)
 
 
