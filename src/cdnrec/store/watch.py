@@ -157,15 +157,20 @@ class FileWatch:
         except Exception:  # cannot tell: every waiter reads
             self._wake()
             return
-        self._wake(lambda seen: seen is ANY or seen != now)
+        # a doubt scheduled by writes during the look stays: the look may not have seen them
+        self._release(lambda seen: seen is ANY or seen != now)
 
-    def _wake(self, which: Callable[[object], bool] | None = None) -> None:
+    def _wake(self) -> None:
         if self._later is not None:
             self._later.cancel()
             self._later = None
+        self._release(lambda _: True)
+
+    def _release(self, which: Callable[[object], bool]) -> None:
+        """A batch of writes was seen: wake the waiters ``which`` picks by what they saw."""
         self.generation += 1
         for waiter, seen in list(self._waiters.items()):
-            if not waiter.done() and (which is None or which(seen)):
+            if not waiter.done() and which(seen):
                 waiter.set_result(None)
 
     def close(self) -> None:
