@@ -93,7 +93,7 @@ def engine(sample: str, loops: int, out: Path, interval: float) -> int:
     )
     rec = Recorder(plan, NullListener())
     for _ in range(loops):
-        drive(rec._pump(AvPull(av.open(sample)), None), threading.Event())
+        drive(rec._pump(AvPull(av.open(sample)), None), threading.Event().wait)
     rec._close_all()
     return rec.packets
 

@@ -20,10 +20,11 @@ from tests.support.origins import NginxRtmp, free_port, listen_flv, publish
 from cdnrec.engine.flv import amf0
 from cdnrec.engine.flv.tags import AUDIO, VIDEO, FlvError, FlvReader, Tag, tag_bytes
 from cdnrec.engine.formats.flvtag import write_parts
+from cdnrec.engine.pump import Job, Pumps, Steps
 from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, Message, chunk
 from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay, Target
 from cdnrec.engine.sources import AvPull, SourceError, open_source
-from cdnrec.engine.sources.flvpull import FlvPull, metadata_of
+from cdnrec.engine.sources.flvpull import POLL, POLL_FIRST, FlvPull, metadata_of
 
 
 def test_amf0_round_trip() -> None:
@@ -226,6 +227,55 @@ def test_passthrough_flv_is_playable(nginx: NginxRtmp, av_clip: Path, tmp_path: 
     with av.open(str(out)) as c:
         assert {s.type for s in c.streams} == {"video", "audio"}
         assert sum(1 for p in c.demux() if p.size) == 100
+
+
+@pytest.mark.nginx
+def test_opening_reads_run_on_a_pump_and_slow_down_after_the_first_key_frame(
+    nginx: NginxRtmp, av_clip: Path
+) -> None:
+    """The reads that wait for a stream's first frames are steps its runner runs (a recorder's
+    pump); the pull then reads every ``POLL_FIRST`` until its first video key frame is handed
+    on, and every ``POLL`` after."""
+    name = stream_name("pumped")
+    pub = publish(av_clip, nginx.url(name))
+    threads: list[str] = []
+
+    def watched(steps: Steps) -> Steps:
+        while True:
+            threads.append(threading.current_thread().name)
+            try:
+                pause = next(steps)
+            except StopIteration as end:
+                return end.value
+            yield pause
+
+    pumps = Pumps(1)
+    try:
+        wait_live(nginx.url(name))
+        pull = open_source(
+            nginx.url(name), 2.0, run=lambda s: pumps.run(Job(watched(s), threading.Event()))
+        )
+        try:
+            assert isinstance(pull, FlvPull)
+            assert threads
+            assert all(t.startswith("pump-") for t in threads)
+            assert pull.inputs.streams[0] is not None
+            assert pull.inputs.streams[1] is not None
+            keyed, pauses = False, []
+            for item in itertools.islice(pull.steps(), 400):
+                if isinstance(item, float):
+                    pauses.append((keyed, item))
+                    if len(pauses) == 3:
+                        break
+                elif item[1] == 0 and item[5]:  # a video key frame
+                    keyed = True
+        finally:
+            pull.close()
+    finally:
+        pub.stop()
+    assert pauses
+    assert [p for _, p in pauses] == [POLL if k else POLL_FIRST for k, _ in pauses]
+    assert pauses[-1] == (True, POLL)
 
 
 def test_flv_reader_splits_a_byte_stream() -> None:

@@ -131,7 +131,7 @@ def test_failing_deferred_work_stops_the_steps_and_is_raised() -> None:
 def test_drive_steps_in_the_calling_thread() -> None:
     """Without pumps the caller steps its own loop, sleeping the pauses."""
     seen: list[str] = []
-    assert drive(counting(3, 0.01, seen), threading.Event()) == "ended after 3"
+    assert drive(counting(3, 0.01, seen), threading.Event().wait) == "ended after 3"
     assert set(seen) == {threading.current_thread().name}
 
 

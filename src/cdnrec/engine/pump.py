@@ -25,6 +25,9 @@ from collections.abc import Callable, Generator
 Steps = Generator[float, None, str]
 """A reading loop: yields the seconds to wait before stepping it again, returns why it ended."""
 
+Runner = Callable[[Steps], str]
+"""Runs steps to their end (in this thread, or on a pump while this thread waits); their result."""
+
 AFTER_STOP = 0.05
 """Seconds to the next step once a stop was asked (the recorder stops at its next check)."""
 
@@ -32,14 +35,15 @@ SLACK = 0.02
 """A pump that wakes also steps what falls due within this many seconds: fewer wakes."""
 
 
-def drive(steps: Steps, stop: threading.Event) -> str:
-    """Step ``steps`` in this thread, sleeping in between (cut short by ``stop``); its result."""
+def drive(steps: Steps, wait: Callable[[float], bool]) -> str:
+    """Step ``steps`` in this thread, sleeping in between with ``wait`` (cut short, returning
+    True, when stopping: ``Event.wait``); their result."""
     while True:
         try:
             pause = next(steps)
         except StopIteration as end:
             return str(end.value)
-        if stop.wait(pause):
+        if wait(pause):
             time.sleep(AFTER_STOP)
 
 

@@ -157,7 +157,11 @@ class Recorder:
                 break
             try:
                 pull = open_source(
-                    url, self.read_timeout, self._stop.wait, native=self.plan.native_pull
+                    url,
+                    self.read_timeout,
+                    self._stop.wait,
+                    native=self.plan.native_pull,
+                    run=self._run_steps,
                 )
                 return pull, ""
             except SourceError as e:
@@ -214,8 +218,13 @@ class Recorder:
 
     def _drive(self, pull: Pull, steps: Steps) -> str:
         """Run a pull's reading loop: on a pump if it reads in batches and pumps are given."""
-        if self.pumps is None or not pull.batched:
-            return drive(steps, self._stop)
+        return self._run_steps(steps) if pull.batched else drive(steps, self._stop.wait)
+
+    def _run_steps(self, steps: Steps) -> str:
+        """Run steps that pause between reads: on a pump when pumps are given, this thread
+        waiting meanwhile (a stop hurries them)."""
+        if self.pumps is None:
+            return drive(steps, self._stop.wait)
         self._job = job = Job(steps, self._stop)
         try:
             return self.pumps.run(job)

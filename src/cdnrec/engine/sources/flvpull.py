@@ -19,6 +19,7 @@ from cdnrec.engine.flv.tags import AUDIO, SCRIPT, VIDEO, Tag, file_header, is_en
 from cdnrec.engine.formats.base import AUDIO as K_AUDIO
 from cdnrec.engine.formats.base import VIDEO as K_VIDEO
 from cdnrec.engine.formats.base import FlvFeed, Inputs
+from cdnrec.engine.pump import Runner, Steps, drive
 from cdnrec.engine.sources.base import Packet, Pull, SourceError
 from cdnrec.memory import release_free
 
@@ -28,10 +29,10 @@ the kernel, and the writers flush after every read, so a kill -9 loses at most a
 (plus FFmpeg's ~0.5 s buffer for the PyAV-muxed formats)."""
 
 POLL_FIRST = 0.05
-"""Seconds between reads while a pull opens and for ``FIRST`` s after: the first key frame reaches
-the disk at once."""
-
-FIRST = 3.0
+"""Seconds between reads while a pull opens and until its first video key frame is handed on
+(the recording starts there): that key frame reaches the disk at once. Only then does the pull
+slow down to ``POLL``, so that a hundred recordings starting together do not all read 20 times a
+second for longer than they wait for their first key frame."""
 
 _SETTLE = 1.0  # s after the first frame: kinds not seen by then (and not announced) are absent
 _ANNOUNCED_WAIT = 10.0  # s: how long a kind announced by onMetaData may take to show up
@@ -85,11 +86,22 @@ def _frame_ms(stream: Any, meta: dict[str, Any]) -> int:
 
 
 class FlvPull(Pull):
-    """A live pull of FLV tags; opening reads until the streams are known, like a probe."""
+    """A live pull of FLV tags; opening reads until the streams are known, like a probe.
+
+    Those first reads (up to a GOP of waiting for the first video frame) are steps run by ``run``:
+    a recorder runs them on its pump, so that a hundred pulls opening together are read by the
+    pump's few wakes rather than each by its own thread 20 times a second.
+    """
 
     batched = True
 
-    def __init__(self, session: TagSession, timeout: float, wait: Callable[[float], bool]) -> None:
+    def __init__(
+        self,
+        session: TagSession,
+        timeout: float,
+        wait: Callable[[float], bool],
+        run: Runner | None = None,
+    ) -> None:
         self.session = session
         self.timeout = timeout
         self.wait = wait
@@ -97,12 +109,16 @@ class FlvPull(Pull):
         self.meta: dict[str, Any] = {}
         self.config: list[Tag | None] = [None, None]
         self.first: list[Tag | None] = [None, None]
-        self._resolve()
+        if run is None:
+            drive(self._resolve(), wait)
+        else:
+            run(self._resolve())
         self.inputs = self._probe()
 
     # -- opening -------------------------------------------------------------------------------
-    def _resolve(self) -> None:
-        """Read until every kind of media the stream has is known (or a timeout)."""
+    def _resolve(self) -> Steps:
+        """Read until every kind of media the stream has is known (or a timeout), pausing
+        ``POLL_FIRST`` between reads."""
         last_data = time.monotonic()
         first_media: float | None = None
         while True:
@@ -115,13 +131,14 @@ class FlvPull(Pull):
                 if first_media is None and self.first != [None, None]:
                     first_media = now
             if self._known(first_media, now):
-                return
+                return ""
             if self.session.ended:
                 raise SourceError(self.session.ended)
             if now - last_data > self.timeout:
                 raise SourceError(f"no media within {self.timeout:g} s")
-            if self.wait(POLL_FIRST):
+            if self.wait(0):
                 raise SourceError("stopped")
+            yield POLL_FIRST
 
     def _learn(self, tag: Tag) -> None:
         self.buffered.append(tag)
@@ -189,7 +206,7 @@ class FlvPull(Pull):
         config = self.config
         pending, self.buffered = self.buffered, []
         last_data = time.monotonic()
-        slow_from = last_data + FIRST
+        keyed = not present[K_VIDEO]  # audio only: the first packet starts the recording
         while True:
             for tag in pending:
                 typ = tag.type
@@ -201,7 +218,9 @@ class FlvPull(Pull):
                 if tag.is_media():
                     ts = tag.ts
                     if k == K_VIDEO:
-                        yield tag, k, ts, ts + tag.cts(), vdur, tag.body[0] >> 4 == 1
+                        key = tag.body[0] >> 4 == 1
+                        keyed = keyed or key
+                        yield tag, k, ts, ts + tag.cts(), vdur, key
                     else:
                         yield tag, k, ts, ts, adur, True
                 elif tag.is_config():
@@ -216,7 +235,7 @@ class FlvPull(Pull):
             self.idle()
             # After a stop the recorder goes on to its next check (every 32 packets, as with
             # FFmpeg pulls), so a stop just after a split does not leave a file of one frame.
-            yield POLL if time.monotonic() > slow_from else POLL_FIRST
+            yield POLL if keyed else POLL_FIRST
             pending = self.session.poll()
             now = time.monotonic()
             if pending:

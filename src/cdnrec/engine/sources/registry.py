@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import av
 
+from cdnrec.engine.pump import Runner
 from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay
 from cdnrec.engine.sources.base import AvPull, Pull, Source, SourceError, never
 from cdnrec.engine.sources.flvpull import FlvPull, Unsupported
@@ -38,8 +39,9 @@ def _open_av(url: str, options: dict[str, str], fmt: str | None = None) -> Pull:
     return AvPull(container)
 
 
-def open_native(url: str, timeout: float, wait: Wait = _sleep) -> Pull:
-    """Pull ``url`` (rtmp:// or http:// FLV) with cdnrec's own client.
+def open_native(url: str, timeout: float, wait: Wait = _sleep, run: Runner | None = None) -> Pull:
+    """Pull ``url`` (rtmp:// or http:// FLV) with cdnrec's own client; ``run`` runs the reads
+    that wait for its first frames (default: in this thread, sleeping with ``wait``).
 
     Unsupported when FFmpeg's client should read it instead.
     """
@@ -48,7 +50,7 @@ def open_native(url: str, timeout: float, wait: Wait = _sleep) -> Pull:
     )
     try:
         session.open(lambda: wait(0))
-        return FlvPull(session, timeout, wait)
+        return FlvPull(session, timeout, wait, run)
     except (RtmpError, HttpFlvError) as e:
         session.close()
         raise SourceError(str(e)) from e
@@ -182,15 +184,22 @@ def source_for(url: str) -> Source:
     raise SourceError(f"no source handles {urlsplit(url).scheme or 'this'} URLs")
 
 
-def open_source(url: str, timeout: float, wait: Wait = _sleep, *, native: bool = True) -> Pull:
+def open_source(
+    url: str,
+    timeout: float,
+    wait: Wait = _sleep,
+    *,
+    native: bool = True,
+    run: Runner | None = None,
+) -> Pull:
     """Open ``url`` with the source kind that handles it.
 
-    Plain rtmp:// and http:// FLV URLs go to cdnrec's own client first (``native``); a stream it
-    cannot parse falls back to FFmpeg's.
+    Plain rtmp:// and http:// FLV URLs go to cdnrec's own client first (``native``, its first
+    reads run by ``run``); a stream it cannot parse falls back to FFmpeg's.
     """
     if native and _native_kind(url):
         try:
-            return open_native(url, timeout, wait)
+            return open_native(url, timeout, wait, run)
         except Unsupported:
             pass
     return source_for(url).open(url, timeout, lambda: wait(0))
