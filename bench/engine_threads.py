@@ -74,15 +74,30 @@ def thread_names(pid: int) -> dict[int, str]:
     return names
 
 
-def measure(pids: list[int], seconds: float) -> dict[int, tuple[int, int]]:
-    """Per (pid, tid)-less thread key: CPU ns and switches spent during ``seconds``."""
-    before = {tid: c for pid in pids for tid, c in task_counters(pid).items()}
+def measure(groups: dict[str, list[int]], seconds: float) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per group of processes, per thread: CPU ns and switches spent during ``seconds``."""
+
+    def now() -> dict[str, dict[int, tuple[int, int]]]:
+        return {
+            g: {tid: c for pid in pids for tid, c in task_counters(pid).items()}
+            for g, pids in groups.items()
+        }
+
+    before = now()
     time.sleep(seconds)
-    after = {tid: c for pid in pids for tid, c in task_counters(pid).items()}
+    after = now()
     return {
-        tid: (ns - before.get(tid, (0, 0))[0], sw - before.get(tid, (0, 0))[1])
-        for tid, (ns, sw) in after.items()
+        g: {
+            tid: (ns - before[g].get(tid, (0, 0))[0], sw - before[g].get(tid, (0, 0))[1])
+            for tid, (ns, sw) in threads.items()
+        }
+        for g, threads in after.items()
     }
+
+
+def total(threads: dict[int, tuple[int, int]]) -> int:
+    """CPU ns of all these threads."""
+    return sum(ns for ns, _ in threads.values())
 
 
 def pct(ns: int, seconds: float, n: int = 1) -> float:
@@ -138,7 +153,8 @@ class Run:
         self.service.wait_healthy()
         time.sleep(self.a.warmup)
 
-    def ffmpeg_window(self) -> int:
+    def ffmpeg_window(self) -> tuple[int, int]:
+        """CPU ns of the ffmpeg recorders and of the origin in a window."""
         out = self.work / "ffmpeg"
         procs = []
         for s, url in self.urls.items():
@@ -149,24 +165,29 @@ class Run:
             )
             procs.append(self.procs.spawn(shlex.split(cmd), str(self.work / f"ff-{s}.log")))
         time.sleep(self.a.settle)
-        spent = measure([p.pid for p in procs], self.a.window)
+        spent = measure(
+            {"rec": [p.pid for p in procs], "origin": self.origin.pids()}, self.a.window
+        )
         self.procs.stop(procs, signal.SIGINT, 10.0)
         shutil.rmtree(out, ignore_errors=True)
-        return sum(ns for ns, _ in spent.values())
+        return total(spent["rec"]), total(spent["origin"])
 
-    def cdnrec_window(self, recording: bool) -> dict[int, tuple[int, int]]:
+    def cdnrec_window(self, recording: bool) -> tuple[dict[int, tuple[int, int]], int]:
+        """The service's CPU ns by thread (recording or idle) and the origin's, in a window."""
         assert self.service.proc is not None
         if recording:
             self.service.start_streams(self.streams)
         time.sleep(self.a.settle)
         before = self.accounted()
-        spent = measure([self.service.proc.pid], self.a.window)
+        spent = measure(
+            {"rec": [self.service.proc.pid], "origin": self.origin.pids()}, self.a.window
+        )
         if self.a.account:
             self.accounts.append((recording, self.accounted() - before))
         if recording:
             self.service.stop_streams(self.streams)
             time.sleep(2.0)
-        return spent
+        return spent["rec"], total(spent["origin"])
 
     def accounted(self) -> Counter[str]:
         """The service's CPU ns by task and SQLite call so far (``--account``; else empty)."""
@@ -197,20 +218,32 @@ def report(run: Run, rounds: list[dict[str, Any]], names: dict[int, str]) -> str
     a = run.a
     w, n = a.window, a.n
     ff = [pct(r["ffmpeg"], w, n) for r in rounds]
-    rec = [pct(sum(ns for ns, _ in r["cdnrec"].values()), w, n) for r in rounds]
-    idle = [pct(sum(ns for ns, _ in r["idle"].values()), w) for r in rounds]
+    rec = [pct(total(r["cdnrec"]), w, n) for r in rounds]
+    idle = [pct(total(r["idle"]), w) for r in rounds]
+    # the origin's CPU for a recorder, beyond its CPU with the publishers alone (idle window)
+    dff = [pct(r["ffmpeg_origin"] - r["idle_origin"], w, n) for r in rounds]
+    drec = [pct(r["cdnrec_origin"] - r["idle_origin"], w, n) for r in rounds]
     lines = [
         f"# cdnrec threads at N={n}: {len(rounds)} rounds of {w:.0f} s windows, "
         f"{a.segment:.0f} s files",
         "",
-        "| round | ffmpeg %/stream | cdnrec %/stream | ratio | idle service % |",
-        "|---:|---:|---:|---:|---:|",
+        "Origin Δ: nginx's CPU in the window minus its CPU in the idle window (publishers only), "
+        "as the shared harness adds it to a recorder's CPU.",
+        "",
+        "| round | ffmpeg %/stream | + origin Δ | cdnrec %/stream | + origin Δ | ratio "
+        "| ratio with origin Δ | idle service % |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for i, (f, c, d) in enumerate(zip(ff, rec, idle, strict=True)):
-        lines.append(f"| {i + 1} | {f:.3f} | {c:.3f} | {ratio(c, f)} | {d:.3f} |")
-    mf, mc = statistics.median(ff), statistics.median(rec)
+    for i, (f, df, c, dc, d) in enumerate(zip(ff, dff, rec, drec, idle, strict=True)):
+        lines.append(
+            f"| {i + 1} | {f:.3f} | {df:.3f} | {c:.3f} | {dc:.3f} | {ratio(c, f)} "
+            f"| {ratio(c + dc, f + df)} | {d:.3f} |"
+        )
+    mid = statistics.median
+    mf, mdf, mc, mdc = mid(ff), mid(dff), mid(rec), mid(drec)
     lines += [
-        f"| median | {mf:.3f} | {mc:.3f} | {ratio(mc, mf)} | {statistics.median(idle):.3f} |",
+        f"| median | {mf:.3f} | {mdf:.3f} | {mc:.3f} | {mdc:.3f} | {ratio(mc, mf)} "
+        f"| {ratio(mc + mdc, mf + mdf)} | {mid(idle):.3f} |",
         "",
         "cdnrec by thread (median over rounds; % of a core, wakes per second):",
         "",
@@ -298,11 +331,12 @@ def main() -> None:
         names = thread_names(run.service.proc.pid)
         for i in range(args.rounds):
             H.log(f"round {i + 1}/{args.rounds}")
-            r = {"ffmpeg": 0 if args.no_ffmpeg else run.ffmpeg_window()}
-            r["cdnrec"] = run.cdnrec_window(True)
+            r: dict[str, Any] = {}
+            r["ffmpeg"], r["ffmpeg_origin"] = (0, 0) if args.no_ffmpeg else run.ffmpeg_window()
+            r["cdnrec"], r["cdnrec_origin"] = run.cdnrec_window(True)
             if not names or len(names) < len(r["cdnrec"]):
                 names.update(thread_names(run.service.proc.pid))
-            r["idle"] = run.cdnrec_window(False)
+            r["idle"], r["idle_origin"] = run.cdnrec_window(False)
             rounds.append(r)
     finally:
         run.stop()
