@@ -63,8 +63,19 @@ def _task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyn
     return asyncio.Task(_Timed(coro, key), loop=loop, **kw)
 
 
+def _statement(statement: Any) -> str:
+    """A short name of a statement: its verb and first table."""
+    verb = type(statement).__name__.lower()
+    tables = [t.name for t in getattr(statement, "get_final_froms", list)()]
+    table = getattr(getattr(statement, "table", None), "name", None)
+    return f"{verb} {table or (tables[0] if tables else '?')}"
+
+
 def _name_of(fn: Any, args: tuple[Any, ...]) -> str:
-    """What a call on the SQLite thread runs: a transaction's function, or the function."""
+    """What a call on the SQLite thread runs: a transaction's function, or the function (a
+    statement executed alone: by its verb and first table)."""
+    if getattr(fn, "__name__", "") == "_execute" and args:
+        return "sql _execute " + _statement(args[0])
     inner = args[0] if getattr(fn, "__name__", "") == "_committed" and args else fn
     for cell in getattr(inner, "__closure__", None) or ():
         value = cell.cell_contents
