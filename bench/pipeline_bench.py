@@ -165,8 +165,7 @@ class BurstRecorder:
             self.plan.recording_id,
             self.plan.path_template,
         )
-        path = self.layout.final_path(info, end_ms)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.layout.reserve_final(info, end_ms)
         data = os.urandom(self.conductor.size)
         path.write_bytes(data)
         return ClosedFile(

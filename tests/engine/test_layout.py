@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
+from cdnrec.engine.formats.base import finalize
 from cdnrec.engine.layout import Layout, PartialInfo, read_sidecar, segments_dir
+from cdnrec.engine.plan import ClosedFile
 
 BEGIN_MS = 1_767_225_599_500  # 2025-12-31T23:59:59.5Z
 
@@ -19,11 +22,11 @@ def info_for(layout: Layout, fmt: str = "mp4", stream: str = "s-1") -> PartialIn
     return info
 
 
-def test_final_path_follows_the_template_in_utc(tmp_path: Path) -> None:
+def test_final_names_follow_the_template_in_utc(tmp_path: Path) -> None:
     """Default template: app/stream/UTC date of begin/stream_begin_end.ext (seconds)."""
     layout = Layout(tmp_path)
     info = info_for(layout)
-    final = layout.final_path(info, BEGIN_MS + 3_000)
+    final = layout.reserve_final(info, BEGIN_MS + 3_000)
     assert layout.key(final) == "42/s-1/20251231/s-1_1767225599_1767225602.mp4"
 
 
@@ -37,15 +40,47 @@ def test_partials_stay_in_the_partial_folder_with_a_sidecar(tmp_path: Path) -> N
 
 
 def test_name_collisions_get_a_suffix(tmp_path: Path) -> None:
-    """Two files with the same begin/end seconds never overwrite each other."""
+    """Two files with the same begin/end seconds never overwrite each other: a name is taken
+    when it is handed out, before the file is moved there."""
     layout = Layout(tmp_path)
     info = info_for(layout)
-    first = layout.final_path(info, BEGIN_MS + 100)
-    first.parent.mkdir(parents=True)
-    first.write_bytes(b"x")
-    second = layout.final_path(info, BEGIN_MS + 100)
+    first = layout.reserve_final(info, BEGIN_MS + 100)
+    assert first.exists()
+    second = layout.reserve_final(info, BEGIN_MS + 100)
     assert second != first
     assert second.name.endswith("-2.mp4")
+    playlist = layout.reserve_final(info_for(layout, "m3u8"), BEGIN_MS + 100)
+    assert playlist.name.endswith(".m3u8")
+    segments_dir(playlist.with_name(playlist.stem + "-2.m3u8")).mkdir()
+    assert layout.reserve_final(info_for(layout, "m3u8"), BEGIN_MS + 100).name.endswith("-3.m3u8")
+
+
+def test_files_closed_at_once_with_one_name_all_survive(tmp_path: Path) -> None:
+    """Recordings of one stream for several vendors close files with the same name at the same
+    moment, on their own threads: every file keeps its own bytes under its own name."""
+    layout = Layout(tmp_path)
+    start = threading.Barrier(8)
+    closed: list[ClosedFile] = []
+
+    def close(worker: int) -> None:
+        start.wait()
+        for i in range(25):
+            path = layout.partial_path(f"rec-{worker}", "flv", BEGIN_MS + i)
+            info = PartialInfo(
+                path, "flv", 42, "s-1", BEGIN_MS, f"rec-{worker}", layout.path_template
+            )
+            layout.register_partial(info)
+            path.write_bytes(f"{worker}:{i}".encode())
+            closed.append(finalize(layout, info, BEGIN_MS + 2_000, 2.0, ("h264",), (), False))
+
+    threads = [threading.Thread(target=close, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({c.key for c in closed}) == len(closed) == 200
+    contents = {c.path.read_bytes() for c in closed}
+    assert contents == {f"{w}:{i}".encode() for w in range(8) for i in range(25)}
 
 
 def test_template_leaving_the_root_is_refused(tmp_path: Path) -> None:
@@ -53,7 +88,7 @@ def test_template_leaving_the_root_is_refused(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "root", "../{stream_id}_{begin}.{ext}")
     info = info_for(layout)
     with pytest.raises(ValueError, match="storage root"):
-        layout.final_path(info, BEGIN_MS)
+        layout.reserve_final(info, BEGIN_MS)
 
 
 def test_playlist_segments_live_beside_the_playlist(tmp_path: Path) -> None:

@@ -65,8 +65,11 @@ class Layout:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, side)
 
-    def final_path(self, info: PartialInfo, end_ms: int) -> Path:
-        """A free final path for ``info`` ending at ``end_ms``; never outside the storage root."""
+    def reserve_final(self, info: PartialInfo, end_ms: int) -> Path:
+        """A final path for ``info`` ending at ``end_ms``, never outside the storage root, and
+        taken at once: it is created empty (``O_EXCL``), so that a recording that closes a file
+        with the same name at the same moment (another vendor's task of the same stream) gets
+        ``-2`` instead of overwriting it. The caller replaces it with the file (``os.replace``)."""
         begin_s, end_s = info.begin_ms // 1000, max(end_ms, info.begin_ms) // 1000
         date = datetime.fromtimestamp(begin_s, UTC).strftime("%Y%m%d")
         rel = info.path_template.format(
@@ -80,8 +83,9 @@ class Layout:
         path = (self.root / rel).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
             raise ValueError(f"path template leaves the storage root: {rel!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
         stem, suffix, n = path.stem, path.suffix, 1
-        while path.exists() or (info.format == "m3u8" and segments_dir(path).exists()):
+        while not _take(path, info.format == "m3u8"):
             n += 1
             path = path.with_name(f"{stem}-{n}{suffix}")
         return path
@@ -99,6 +103,17 @@ class Layout:
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         return found
+
+
+def _take(path: Path, with_segments: bool) -> bool:
+    """Create ``path`` empty unless it (or, for a playlist, its segments' folder) exists."""
+    if with_segments and segments_dir(path).exists():
+        return False
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    return True
 
 
 def sidecar_of(partial: Path) -> Path:

@@ -269,8 +269,7 @@ def finalize(
     repaired: bool,
 ) -> ClosedFile:
     """Rename a complete single-file partial to its final name; returns its record."""
-    final = layout.final_path(info, end_ms)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final = layout.reserve_final(info, end_ms)
     os.replace(info.path, final)
     remove_partial(info)
     return ClosedFile(

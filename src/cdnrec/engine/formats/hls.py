@@ -86,9 +86,8 @@ def finalize_hls(
     repaired: bool,
 ) -> ClosedFile:
     """Move a partial HLS folder to its final place under a VOD playlist with ENDLIST."""
-    final = layout.final_path(info, end_ms)
+    final = layout.reserve_final(info, end_ms)
     segdir = segments_dir(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
     (info.path / PLAYLIST).unlink(missing_ok=True)
     for extra in info.path.iterdir():
         if extra.name not in {s.name for s in segments}:
