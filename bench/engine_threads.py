@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+STEPS = "steps "
+"""Before a key of the accounting: how many steps or calls it took (not CPU ns)."""
 sys.path.insert(0, str(HERE))
 import cdnrec_recorder as cr  # noqa: E402
 from engine_bench import H, per_thread  # noqa: E402  (the shared harness, loaded there)
@@ -190,7 +192,8 @@ class Run:
         return spent["rec"], total(spent["origin"])
 
     def accounted(self) -> Counter[str]:
-        """The service's CPU ns by task and SQLite call so far (``--account``; else empty)."""
+        """The service's CPU ns by task and SQLite call so far, and how many steps or calls
+        each took (keys with ``STEPS`` before them) (``--account``; else empty)."""
         if not self.a.account or self.service.proc is None:
             return Counter()
         self.account.unlink(missing_ok=True)
@@ -198,7 +201,9 @@ class Run:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
-                return Counter(json.loads(self.account.read_text())["spent_ns"])
+                sums = json.loads(self.account.read_text())
+                steps = {STEPS + k: v for k, v in sums["steps"].items()}
+                return Counter(sums["spent_ns"]) + Counter(steps)
             except (OSError, ValueError):
                 time.sleep(0.05)
         raise RuntimeError("the service wrote no accounting (is bench/accounting on its path?)")
@@ -281,10 +286,13 @@ def accounting(run: Run) -> list[str]:
     if not run.accounts:
         return []
     w = run.a.window
-    keys = {k for _, c in run.accounts for k in c}
+    keys = {k for _, c in run.accounts for k in c if not k.startswith(STEPS)}
 
     def med(recording: bool, key: str) -> float:
         return statistics.median(pct(c[key], w) for r, c in run.accounts if r == recording)
+
+    def per_min(recording: bool, key: str) -> float:
+        return statistics.median(c[STEPS + key] * 60 / w for r, c in run.accounts if r == recording)
 
     rows = sorted(keys, key=lambda k: -med(True, k))
     lines = [
@@ -292,12 +300,15 @@ def accounting(run: Run) -> list[str]:
         "cdnrec's CPU by asyncio task and SQLite call (median; % of a core; what runs outside a "
         "task, the loop's callbacks and the kernel, is not in it):",
         "",
-        "| task or call | recording % | idle % |",
-        "|---|---:|---:|",
+        "| task or call | recording % | idle % | steps/min recording | idle |",
+        "|---|---:|---:|---:|---:|",
     ]
     for k in rows:
         if max(med(True, k), med(False, k)) >= 0.001:
-            lines.append(f"| {k} | {med(True, k):.4f} | {med(False, k):.4f} |")
+            lines.append(
+                f"| {k} | {med(True, k):.4f} | {med(False, k):.4f} "
+                f"| {per_min(True, k):.1f} | {per_min(False, k):.1f} |"
+            )
     return lines
 
 

@@ -88,6 +88,8 @@ def _account_store() -> None:
     from cdnrec.store import threaded
 
     call = threaded.ThreadedEngine._call
+    if getattr(call, "accounted", False):
+        return  # a second event loop of the process (asyncio.run again): counted once
 
     def timed_call(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
         key = _name_of(fn, args)
@@ -98,6 +100,7 @@ def _account_store() -> None:
             SPENT[key] += _cpu() - t
             STEPS[key] += 1
 
+    timed_call.accounted = True  # type: ignore[attr-defined]
     threaded.ThreadedEngine._call = timed_call  # type: ignore[method-assign]
 
 
