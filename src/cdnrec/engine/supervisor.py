@@ -298,7 +298,7 @@ class Supervisor:
                 phase = item  # only the latest phase matters
         if changes.opened or changes.closed:
             await self._write_files(run, changes)
-        if phase is not None:
+        if phase is not None and not run.lost:  # its task is another recorder's to report
             state, detail = phase
             run.detail = str(detail)
             await self._tasks.submit(TaskUpdate(run.task.id, str(state), run.detail))
