@@ -102,8 +102,7 @@ class _Pump:
     """One pump thread and its schedule: a heap of due times that only the pump thread touches
     (stale entries are skipped), fed by a queue of requests from other threads (a job to add,
     or to step sooner). The thread waits on that queue until the earliest is due: one wait in
-    C, where a ``threading.Condition`` ran a dozen Python calls per wake (about a fifth of a
-    lone recording's pump CPU)."""
+    C, where a ``threading.Condition`` ran a dozen Python calls per wake."""
 
     def __init__(self, name: str) -> None:
         self._requests: queue.SimpleQueue[tuple[Job, float]] = queue.SimpleQueue()
