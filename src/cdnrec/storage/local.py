@@ -1,4 +1,9 @@
-"""The local storage target: files stay where the recorder wrote them, made durable with fsync."""
+"""The local storage target: files stay where the recorder wrote them, made durable with fsync.
+
+Once durable, a stored file's pages leave the page cache (``POSIX_FADV_DONTNEED``): recordings
+are written once and rarely read back soon, and the memory they held is reused by the files
+being written, where the page cache would otherwise grow into memory never touched before
+(docs/decisions/0011-page-cache.md)."""
 
 from __future__ import annotations
 
@@ -61,10 +66,13 @@ class LocalStorage:
         return file_url(self._public_url, app_id, secret, key, expires)
 
 
-def _fsync(path: Path) -> None:
+def _fsync(path: Path, *, release: bool = True) -> None:
+    """Make ``path`` durable; then let a file's pages leave the page cache (``release``)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+        if release and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
 
@@ -75,8 +83,8 @@ def _fsync_tree(path: Path) -> None:
     if segments is not None and segments.is_dir():
         for child in segments.iterdir():
             _fsync(child)
-        _fsync(segments)
-    _fsync(path.parent)
+        _fsync(segments, release=False)
+    _fsync(path.parent, release=False)
 
 
 def _remove(path: Path) -> None:

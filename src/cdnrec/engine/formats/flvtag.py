@@ -28,6 +28,7 @@ from cdnrec.engine.formats.base import (
     WriterContext,
     WriterError,
 )
+from cdnrec.engine.formats.pages import PageRelease
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -111,6 +112,7 @@ class TagFile(Timeline):
             self.fh = open(self.info.path, "wb", buffering=0)  # noqa: SIM115
         except OSError as e:
             raise WriterError(f"{w.format}: cannot open {self.info.path}: {e}") from e
+        self.pages = PageRelease(self.info.path, w.ctx.defer)
         super().__init__(w.format, inputs, kinds, t)
 
     def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, tb: Any, nudge: int) -> None:
@@ -144,6 +146,7 @@ class TagFile(Timeline):
         self.size += self.pending
         self.parts = []
         self.pending = 0
+        self.pages.grown(self.size)
 
     def rebase(self, old: list[Fraction], new: list[Fraction]) -> None:
         """Native pulls always count in milliseconds: nothing to convert."""

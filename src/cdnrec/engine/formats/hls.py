@@ -7,6 +7,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from cdnrec.engine.formats.base import (
     as_av,
     buffer_size,
 )
+from cdnrec.engine.formats.pages import release_pages
 from cdnrec.engine.layout import Layout, PartialInfo, remove_partial, segments_dir, sha256_of
 from cdnrec.engine.plan import ClosedFile
 
@@ -194,10 +196,18 @@ class HlsWriter:
             out.close()
         except Exception as e:
             raise WriterError(f"m3u8: closing {out.path}: {e}") from e
+        self._release(out.path)
         end = max(float(self.end[k] * self.inputs.tb[k]) for k in self.kinds)
         self.segments.append(Segment(out.path.name, max(0.0, end - self.seg_t), self.discontinuity))
         self.discontinuity = False
         write_atomic(self.info.path / PLAYLIST, render_playlist(self.segments, ended=False))
+
+    def _release(self, closed: Path) -> None:
+        """Let a closed segment and the one before it leave the page cache (the first ask
+        writes a segment back, the second drops it), on the recording's own thread."""
+        self.ctx.defer(partial(release_pages, closed))
+        if self.segments:
+            self.ctx.defer(partial(release_pages, closed.with_name(self.segments[-1].name)))
 
     def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, key: bool) -> None:
         """Mux a packet into the current segment, starting a new one at a due keyframe."""

@@ -1,0 +1,81 @@
+"""Files being recorded keep only their last pages in the page cache; the files stay whole."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.engine.checks import check_file
+from tests.engine.conftest import Running, stream_name
+from tests.engine.test_formats import ALL, wait_live
+from tests.support.origins import NginxRtmp, publish
+
+from cdnrec.engine.formats import pages
+
+FINCORE = shutil.which("fincore")
+EVERY = 8 << 10
+
+pytestmark = pytest.mark.skipif(
+    FINCORE is None or not hasattr(os, "posix_fadvise"),
+    reason="needs Linux's posix_fadvise and util-linux's fincore",
+)
+
+
+def _resident(path: Path) -> int:
+    """Bytes of ``path`` in the page cache."""
+    assert FINCORE is not None
+    out = subprocess.run(
+        [FINCORE, "--bytes", "--noheadings", "--output", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(out.strip())
+
+
+@pytest.mark.nginx
+def test_growing_files_drop_their_older_pages(
+    nginx: NginxRtmp,
+    av_clip: Path,
+    make_plan: Callable[..., object],
+    running: Callable[..., Running],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every format, one long file each (M3U8: 1 s segments): while recording, each file holds
+    little more than its last pages in the page cache, older segments none; the files closed
+    at the end are whole and valid."""
+    monkeypatch.setattr(pages, "RELEASE_EVERY", EVERY)
+    name = stream_name()
+    pub = publish(av_clip, nginx.url(name))
+    try:
+        wait_live(nginx.url(name))
+        plan = make_plan(
+            nginx.url("{stream_id}"), stream_id=name, formats=ALL, interval=60.0, hls_segment=1.0
+        )
+        r = running(plan)
+        r.events.wait(lambda e: "recording" in e.state_names())
+        time.sleep(10.0)
+        opened = {f.format: f.partial_path for f in r.events.opened}
+        sizes = {fmt: path.stat().st_size for fmt, path in opened.items() if fmt != "m3u8"}
+        held = {fmt: _resident(opened[fmt]) for fmt in sizes}
+        segments = sorted(opened["m3u8"].glob("*.ts"))
+        old_segments = {s.name: _resident(s) for s in segments[:-3]}
+        assert r.stop() == "ended"
+    finally:
+        pub.stop()
+
+    for fmt, size in sizes.items():
+        assert size > 8 * EVERY, (fmt, size)
+        assert held[fmt] < size / 2, (fmt, held[fmt], size)
+    assert old_segments, [s.name for s in segments]
+    assert not any(old_segments.values()), old_segments
+    root = plan.storage_root  # type: ignore[attr-defined]
+    for f in r.events.closed:
+        assert not f.repaired
+        kinds = ("audio",) if f.format in ("aac", "mp3") else ("video", "audio")
+        check_file(f, root, kinds, last=True)
