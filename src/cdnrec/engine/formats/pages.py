@@ -16,23 +16,27 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+HEAD = 4096
+"""The first page of a file stays: writers fill in its header when the file closes (FLV's
+duration and size), which would otherwise read it back from disk on a pump thread."""
+
 RELEASE_EVERY = 4 << 20
 """Bytes a file grows between two asks to drop its older pages (16 s of a 2 Mbit/s stream): a
 file being written holds at most about three times this in the page cache."""
 
 
-def release_pages(path: Path, length: int = 0) -> None:
-    """Ask the kernel to write the first ``length`` bytes of ``path`` (0: all of it) back to
+def release_pages(path: Path, start: int = 0, end: int = 0) -> None:
+    """Ask the kernel to write bytes ``start`` to ``end`` of ``path`` (0: to its end) back to
     disk, and to drop from the page cache those already written back; the rest drops at the
     next ask. A file that is gone, or a system without ``posix_fadvise``, is left alone."""
-    if not hasattr(os, "posix_fadvise"):
+    if not hasattr(os, "posix_fadvise") or (end and end <= start):
         return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.posix_fadvise(fd, 0, length, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, start, end - start if end else 0, os.POSIX_FADV_DONTNEED)
     except OSError:
         pass
     finally:
@@ -41,8 +45,8 @@ def release_pages(path: Path, length: int = 0) -> None:
 
 class PageRelease:
     """Drops the older pages of one growing file: each time it grew by ``RELEASE_EVERY`` bytes,
-    all but its last ``RELEASE_EVERY`` bytes, on the thread that ``defer`` runs work on (the
-    recording's own, not the pump's)."""
+    all but its first page and its last ``RELEASE_EVERY`` bytes, on the thread that ``defer``
+    runs work on (the recording's own, not the pump's)."""
 
     def __init__(self, path: Path, defer: Callable[[Callable[[], None]], None]) -> None:
         self.path = path
@@ -54,4 +58,4 @@ class PageRelease:
         """The file is now ``size`` bytes long."""
         if size >= self.next:
             self.next = size + self.every
-            self.defer(functools.partial(release_pages, self.path, size - self.every))
+            self.defer(functools.partial(release_pages, self.path, HEAD, size - self.every))
