@@ -17,7 +17,6 @@ from cdnrec.engine.formats.base import (
     buffer_size,
 )
 from cdnrec.engine.formats.flvtag import TagFile
-from cdnrec.engine.formats.pages import PageRelease
 from cdnrec.engine.layout import PartialInfo
 
 # Fragmented MP4 with ~1 s fragments: a kill -9 loses at most the fragment being built.
@@ -41,7 +40,6 @@ class _File(Timeline):
         except Exception as e:
             raise WriterError(f"{w.format}: cannot open {self.info.path}: {e}") from e
         self.mux = self.out.c.mux_one
-        self.pages = PageRelease(self.info.path, w.ctx.defer)
         super().__init__(w.format, inputs, kinds, t)
 
     def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, tb: Any, nudge: int) -> None:
@@ -69,7 +67,7 @@ class _File(Timeline):
     def flush(self) -> None:
         """FFmpeg's I/O buffer is written out when full (about 0.5 s of media); the file's older
         pages leave the page cache as it grows."""
-        self.pages.grown(self.out.fh.tell())
+        self.out.release_written()
 
     def rebase(self, old: list[Fraction], new: list[Fraction]) -> None:
         """Express this file's counters in a new pull's time bases."""

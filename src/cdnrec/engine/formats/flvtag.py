@@ -112,7 +112,7 @@ class TagFile(Timeline):
             self.fh = open(self.info.path, "wb", buffering=0)  # noqa: SIM115
         except OSError as e:
             raise WriterError(f"{w.format}: cannot open {self.info.path}: {e}") from e
-        self.pages = PageRelease(self.info.path, w.ctx.defer)
+        self.pages = PageRelease(self.fh.fileno())
         super().__init__(w.format, inputs, kinds, t)
 
     def write(self, pkt: Any, kind: int, dts: int, pts: int, dur: int, tb: Any, nudge: int) -> None:

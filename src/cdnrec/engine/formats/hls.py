@@ -246,7 +246,10 @@ class HlsWriter:
             self.gaps.append((round(sum(s.duration for s in self.segments), 3), round(length, 3)))
 
     def flush(self) -> None:
-        """FFmpeg's I/O buffer is written out when full (about 0.5 s of media)."""
+        """FFmpeg's I/O buffer is written out when full (about 0.5 s of media); the segment's
+        older pages leave the page cache as it grows."""
+        if self.out is not None:
+            self.out.release_written()
 
     def close(self) -> None:
         """Close the last segment and finish the playlist with ENDLIST."""

@@ -16,7 +16,6 @@ from cdnrec.engine.formats.base import (
     as_av,
     finish_file,
 )
-from cdnrec.engine.formats.pages import PageRelease
 from cdnrec.engine.layout import PartialInfo
 
 _CODEC = {"mp3": ("libmp3lame", "mp3", "s16p"), "aac": ("aac", "adts", "fltp")}
@@ -48,7 +47,6 @@ class TranscodeWriter:
         self.out: Output | None = None
         self.ostream: Any = None
         self.info: PartialInfo | None = None
-        self.pages: PageRelease | None = None
         self.file_start = 0
         self.file_end = 0
         self.held: tuple[Any, int] | None = None
@@ -156,7 +154,6 @@ class TranscodeWriter:
         except Exception as e:
             raise WriterError(f"{self.format}: cannot open {info.path}: {e}") from e
         self.out, self.info = out, info
-        self.pages = PageRelease(info.path, self.ctx.defer)
         self.file_start = self.file_end = pts
         self.split_at = pts + round(self.interval * self.rate)
         self.gaps = []
@@ -189,8 +186,8 @@ class TranscodeWriter:
     def flush(self) -> None:
         """FFmpeg's I/O buffer is written out when full (about 0.5 s of media); the file's older
         pages leave the page cache as it grows."""
-        if self.out is not None and self.pages is not None:
-            self.pages.grown(self.out.fh.tell())
+        if self.out is not None:
+            self.out.release_written()
 
     def close(self) -> None:
         """Drain the encoder into the current file, then close and announce it."""
