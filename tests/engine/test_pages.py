@@ -50,6 +50,7 @@ def test_growing_files_drop_their_older_pages(
     little more than its last pages in the page cache, older segments none; the files closed
     at the end are whole and valid."""
     monkeypatch.setattr(pages, "RELEASE_EVERY", EVERY)
+    monkeypatch.setattr(pages, "KEEP", EVERY)
     name = stream_name()
     pub = publish(av_clip, nginx.url(name))
     try:

@@ -1,14 +1,15 @@
-"""Files being written keep only their last pages in the page cache.
+"""Files being written keep only their last megabytes in the page cache.
 
 A recording is written once and rarely read back soon. Left alone, its pages stay in the page
 cache until memory runs short, so recording grows the cache by the streams' bitrate. On a
 virtual machine that hands freed memory back to its host (free page reporting), every one of
 those pages is memory the guest touches for the first time, which cost about six times as much
-CPU per byte written here as a page reused (docs/decisions/0011-page-cache.md). So as a file
-grows, the thread that writes it asks the kernel to write back what it wrote lately and to drop
-what it asked to write back the time before: the memory freed is reused within a second or two
-by the next writes, before it goes back to the host. The local storage target drops the rest
-once the file is stored.
+CPU per byte written here as a page reused (docs/decisions/0011-page-cache.md). So once a file
+is longer than ``KEEP``, the thread that writes it asks the kernel, as the file grows, to write
+back what fell out of its last ``KEEP`` bytes and to drop what it asked to write back the time
+before: the memory freed is reused within a second or two by the next writes, before it goes
+back to the host. The local storage target drops the rest once the file is stored. A file
+shorter than ``KEEP`` stays in the cache until then, so its checksum is read from memory.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ HEAD = PAGE
 """The first page of a file stays: writers fill in its header when the file closes (FLV's
 duration and size), which would otherwise read it back from disk."""
 
+KEEP = 16 << 20
+"""The last bytes of a growing file that stay in the page cache (a minute of a 2 Mbit/s
+stream): shorter files are read back from memory for their checksum when they close."""
+
 RELEASE_EVERY = 256 << 10
 """Bytes a file grows between two asks (about a second of a 2 Mbit/s stream, which its pull
-writes at once): a file being written holds about twice this in the page cache."""
+writes at once)."""
 
 
 def release_pages(path: Path) -> None:
@@ -46,23 +51,25 @@ def release_pages(path: Path) -> None:
 
 
 class PageRelease:
-    """Drops the written part of one growing file a little behind the writes.
+    """Drops the written part of one growing file ``KEEP`` bytes behind the writes.
 
-    Each time the file grew by ``RELEASE_EVERY`` bytes, one ``posix_fadvise`` over the last two
-    ranges: the kernel starts writing back the newer (what was written since the last ask) and
+    Each time that part grew by ``RELEASE_EVERY`` bytes, one ``posix_fadvise`` over its last two
+    ranges: the kernel starts writing back the newer (what fell behind since the last ask) and
     drops the older (whose write-back the last ask started). Only whole pages, none before
-    ``HEAD``, so a page still being filled is never dropped and read back.
+    ``HEAD``.
     """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.every = RELEASE_EVERY if hasattr(os, "posix_fadvise") else float("inf")
+        self.keep = KEEP
         self.start = HEAD  # the older range: [start, end)
         self.end = HEAD
 
     def grown(self, size: int) -> None:
         """The file is now ``size`` bytes long."""
-        end = size - size % PAGE
+        end = size - self.keep
+        end -= end % PAGE
         if end - self.end >= self.every:
             with contextlib.suppress(OSError):
                 os.posix_fadvise(self.fd, self.start, end - self.start, os.POSIX_FADV_DONTNEED)
