@@ -3,7 +3,7 @@
 A recording is written once and rarely read back soon. Left alone, its pages stay in the page
 cache until memory runs short, so recording grows the cache by the streams' bitrate. On a
 virtual machine that hands freed memory back to its host (free page reporting), every one of
-those pages is memory the guest touches for the first time, which cost about six times as much
+those pages is memory the guest touches for the first time, which cost about five times as much
 CPU per byte written here as a page reused (docs/decisions/0011-page-cache.md). So once a file
 is longer than ``KEEP``, the thread that writes it asks the kernel, as the file grows, to write
 back what fell out of its last ``KEEP`` bytes and to drop what it asked to write back the time
