@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,28 +11,13 @@ from tests.engine.checks import check_file
 from tests.engine.conftest import Running, stream_name
 from tests.engine.test_formats import ALL, wait_live
 from tests.support.origins import NginxRtmp, publish
+from tests.support.pages import needs_fincore, resident
 
 from cdnrec.engine.formats import pages
 
-FINCORE = shutil.which("fincore")
 EVERY = 8 << 10
 
-pytestmark = pytest.mark.skipif(
-    FINCORE is None or not hasattr(os, "posix_fadvise"),
-    reason="needs Linux's posix_fadvise and util-linux's fincore",
-)
-
-
-def _resident(path: Path) -> int:
-    """Bytes of ``path`` in the page cache."""
-    assert FINCORE is not None
-    out = subprocess.run(
-        [FINCORE, "--bytes", "--noheadings", "--output", "RES", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return int(out.strip())
+pytestmark = needs_fincore
 
 
 @pytest.mark.nginx
@@ -63,9 +45,9 @@ def test_growing_files_drop_their_older_pages(
         time.sleep(10.0)
         opened = {f.format: f.partial_path for f in r.events.opened}
         sizes = {fmt: path.stat().st_size for fmt, path in opened.items() if fmt != "m3u8"}
-        held = {fmt: _resident(opened[fmt]) for fmt in sizes}
+        held = {fmt: resident(opened[fmt]) for fmt in sizes}
         segments = sorted(opened["m3u8"].glob("*.ts"))
-        old_segments = {s.name: _resident(s) for s in segments[:-3]}
+        old_segments = {s.name: resident(s) for s in segments[:-3]}
         assert r.stop() == "ended"
     finally:
         pub.stop()

@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from cdnrec.config import Settings
 from cdnrec.storage import Storages
+from tests.support.pages import needs_fincore, resident
 
-FINCORE = shutil.which("fincore")
-
-pytestmark = pytest.mark.skipif(
-    FINCORE is None or not hasattr(os, "posix_fadvise"),
-    reason="needs Linux's posix_fadvise and util-linux's fincore",
-)
-
-
-def _resident(path: Path) -> int:
-    """Bytes of ``path`` in the page cache."""
-    assert FINCORE is not None
-    out = subprocess.run(
-        [FINCORE, "--bytes", "--noheadings", "--output", "RES", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return int(out.strip())
+pytestmark = needs_fincore
 
 
 def test_stored_files_and_segments_leave_the_page_cache(tmp_path: Path) -> None:
@@ -46,14 +28,14 @@ def test_stored_files_and_segments_leave_the_page_cache(tmp_path: Path) -> None:
     (segments / "00000.ts").write_bytes(data[: 1 << 20])
     playlist = root / "1/s/p.m3u8"
     playlist.write_text("#EXTM3U\n#EXTINF:1.0,\np/00000.ts\n#EXT-X-ENDLIST\n")
-    if _resident(flv) == 0:
+    if resident(flv) == 0:
         pytest.skip("this filesystem keeps written files out of the page cache")
 
     asyncio.run(storages.local.store("1/s/a.flv"))
     asyncio.run(storages.local.store("1/s/p.m3u8"))
 
-    assert _resident(flv) == 0
-    assert _resident(segments / "00000.ts") == 0
-    assert _resident(playlist) == 0
+    assert resident(flv) == 0
+    assert resident(segments / "00000.ts") == 0
+    assert resident(playlist) == 0
     assert flv.read_bytes() == data, "the bytes are on disk, read back from it"
     assert (segments / "00000.ts").read_bytes() == data[: 1 << 20]
