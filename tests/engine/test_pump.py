@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from tests.engine.test_formats import wait_live
 from tests.support.media import PacketIndex, continuity
 from tests.support.origins import NginxRtmp, publish
 
-from cdnrec.engine.pump import Job, Pumps, Steps, drive
+from cdnrec.engine.pump import BEAT, Job, Pumps, Steps, drive
 
 
 def counting(n: int, pause: float, seen: list[str]) -> Steps:
@@ -44,6 +45,41 @@ def test_pumps_step_many_jobs_on_their_own_threads() -> None:
     assert results == ["ended after 5"] * 8
     assert all(len(s) == 6 for s in seen)
     assert {name for s in seen for name in s} == {"pump-0", "pump-1"}
+
+
+def test_reads_a_beat_apart_fall_on_the_pumps_beat() -> None:
+    """Two jobs that pause a beat between steps, started 0.3 s apart on one pump: after their
+    first step both are stepped in the same wake, each pause lasting a beat give or take half."""
+    steps_at: list[list[float]] = [[], []]
+
+    def beating(i: int) -> Steps:
+        for _ in range(3):
+            steps_at[i].append(time.monotonic())
+            yield BEAT
+        steps_at[i].append(time.monotonic())
+        return "ended"
+
+    pumps = Pumps(1)
+    out: list[str] = []
+    callers = [
+        threading.Thread(
+            target=lambda i=i: out.append(pumps.run(Job(beating(i), threading.Event())))
+        )
+        for i in range(2)
+    ]
+    callers[0].start()
+    time.sleep(0.3)
+    callers[1].start()
+    for t in callers:
+        t.join(20)
+    assert out == ["ended", "ended"]
+    first, second = steps_at
+    assert second[0] - first[0] > 0.25  # started apart
+    for a, b in zip(first[1:], second[1:], strict=True):
+        assert abs(a - b) < 0.1, steps_at  # then stepped together
+    for times in steps_at:
+        pauses = [b - a for a, b in itertools.pairwise(times)]
+        assert all(0.45 * BEAT < p < 1.6 * BEAT for p in pauses), steps_at
 
 
 def test_a_stop_steps_a_waiting_job_at_once() -> None:

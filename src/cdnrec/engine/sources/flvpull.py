@@ -24,9 +24,10 @@ from cdnrec.engine.sources.base import Packet, Pull, SourceError
 from cdnrec.memory import release_free
 
 POLL = 1.0
-"""Seconds between two reads of a pull's socket once it records. What arrives meanwhile waits in
-the kernel, and the writers flush after every read, so a kill -9 loses at most about this much
-(plus FFmpeg's ~0.5 s buffer for the PyAV-muxed formats)."""
+"""Seconds between two reads of a pull's socket once it records (on a pump, moved to its beat:
+0.5 to 1.5 s, ``pump.BEAT``). What arrives meanwhile waits in the kernel, and the writers flush
+after every read, so a kill -9 loses at most about this much (plus FFmpeg's ~0.5 s buffer for
+the PyAV-muxed formats)."""
 
 POLL_FIRST = 0.05
 """Seconds between reads while a pull opens and until its first video key frame is handed on
