@@ -39,7 +39,8 @@ SLACK = 0.02
 BEAT = 1.0
 """Seconds between a pump's beats. A pause this long or longer ends on the beat nearest to it
 (so it lasts up to half a beat more or less): the recordings of a pump then read together, in
-one wake, instead of each in its own (at N=10, two pumps cost 30 % less). The pumps of a process
+one wake, instead of each in its own (at N=10 the two pumps cost 0.52–0.58 % of a core
+against 0.72–0.81, decision 0006). The pumps of a process
 beat in turn, apart. Shorter pauses (a pull waiting for its first key frame) are not moved."""
 
 
@@ -176,15 +177,14 @@ class _Pump:
                     with self._count:
                         self.jobs -= 1
                 else:
-                    wait = AFTER_STOP if job.stop.is_set() else pause
-                    self._push(job, self._on_beat(now + wait, wait))
+                    self._push(job, self._after(now, AFTER_STOP if job.stop.is_set() else pause))
 
-    def _on_beat(self, due: float, pause: float) -> float:
-        """When a pause of ``pause`` seconds that would end at ``due`` ends: on this pump's
-        nearest beat when it lasts a beat or more."""
+    def _after(self, now: float, pause: float) -> float:
+        """When a pause of ``pause`` seconds from ``now`` ends: on this pump's nearest beat
+        when it lasts a beat or more."""
         if pause < BEAT:
-            return due
-        return math.floor((due - self._phase) / BEAT + 0.5) * BEAT + self._phase
+            return now + pause
+        return math.floor((now + pause - self._phase) / BEAT + 0.5) * BEAT + self._phase
 
 
 class Pumps:
