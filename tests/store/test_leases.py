@@ -78,3 +78,39 @@ async def test_a_recording_whose_lease_another_recorder_took_stops_and_leaves_th
         await supervisor.close(grace=5)
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_task_whose_recorder_died_is_taken_once_its_lease_lapses(
+    store: Store, second_store: Store, tmp_path: Path
+) -> None:
+    """A recorder that dies writes nothing: the others poll when its lease lapses, not only
+    with their own heartbeat (here a minute apart)."""
+    now_ms = int(time.time() * 1000)
+    base = task_of("s1")
+    due = dataclasses.replace(
+        base,
+        config=base.config.model_copy(update={"sources": (NOWHERE,)}),
+        created_ms=now_ms,
+        deadline_ms=now_ms + 3_600_000,
+    )
+    task, _ = await store.tasks.start(due)
+    [held] = await second_store.tasks.claim("dead", now_ms, 1500, 1)
+    assert held.lease_ms is not None
+    settings = RecorderSettings(poll=0.05, lease=180.0)
+    supervisor = Supervisor(store, tmp_path / "files", settings, owner="a")
+    running = asyncio.create_task(supervisor.run())
+    try:
+
+        async def taken() -> bool:
+            return supervisor.running == 1
+
+        await _until(taken)
+        now = await store.tasks.get(task.id)
+        assert now is not None
+        assert now.owner == "a"
+        assert now.lease_ms is not None
+        assert now.lease_ms > held.lease_ms
+    finally:
+        await supervisor.close(grace=5)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -19,7 +19,7 @@ from cdnrec.store import App, Store
 from cdnrec.store.cache import AppCache
 from cdnrec.store.database import open_engine
 from cdnrec.store.deliveries import NewDelivery
-from cdnrec.store.revision import SETTLE, quiet, revision_for
+from cdnrec.store.revision import SETTLE, quiet, revision_for, watched
 from cdnrec.store.threaded import ThreadedEngine
 from cdnrec.store.watch import OWN_LATER
 from tests.store.test_store_contract import task_of
@@ -165,6 +165,54 @@ async def test_the_supervisor_reads_only_when_the_database_changed(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await other.close()
+
+
+async def test_a_quiet_supervisor_reads_no_tasks_between_its_heartbeats(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """With nothing changed and no lease held on another task, the heartbeat renews leases and
+    no poll reads the tasks."""
+    statements = await executed(sqlite_store)
+    settings = RecorderSettings(poll=0.05, lease=1.5)  # a heartbeat every 0.5 s
+    supervisor = Supervisor(sqlite_store, tmp_path / "files", settings, owner="me")
+    running = asyncio.create_task(supervisor.run())
+    try:
+        deadline = time.monotonic() + 10
+        while not any("UNION ALL" in s for s in statements):  # the first round polls
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        statements.clear()
+        await asyncio.sleep(1.6)
+        beats = [s for s in statements if "INSERT INTO recorders" in s]
+        polls = [s for s in statements if "UNION ALL" in s]
+        assert len(beats) >= 2, statements
+        assert polls == []
+    finally:
+        await supervisor.close(grace=5)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_quiet_told_the_watch_s_generation_does_not_look_after_the_poller_s_own_commits(
+    sqlite_store: Store,
+) -> None:
+    """Own commits wake nobody (watch.py). Told ``since`` (the generation before the poller read
+    the revision), quiet waits for writes at once and does not look; not told, it looks
+    ``every`` seconds after the poller's work (a wake of its own)."""
+    revision = sqlite_store.revision
+    pragmas = await executed(sqlite_store, "data_version")
+    counts = []
+    for seen_ms, told in enumerate((True, False)):
+        await asyncio.sleep(SETTLE + 0.05)  # the store's last write has settled
+        since = watched(revision)
+        seen = await revision()
+        await sqlite_store.recorders.heartbeat("me", 3, seen_ms)  # the poller's own work
+        pragmas.clear()
+        await quiet(
+            asyncio.Event(), revision, seen, every=0.05, longest=0.5, since=since if told else None
+        )
+        counts.append(len(pragmas))
+    assert counts == [0, 1]
 
 
 async def test_a_look_right_after_a_write_is_trusted_only_once_the_write_settled(

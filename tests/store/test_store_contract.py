@@ -251,14 +251,28 @@ async def test_a_poll_reports_stops_and_claims_new_tasks_at_once(
     idle, _ = await store.tasks.start(task_of("s2"))
     [first] = await store.tasks.claim("a", NOW_MS, LEASE_MS, 1)
     assert first.id == running.id
-    assert await store.tasks.poll("a", [running.id], NOW_MS, LEASE_MS, 0) == (set(), [])
+    assert (await store.tasks.poll("a", [running.id], NOW_MS, LEASE_MS, 0))[:2] == (set(), [])
     await store.tasks.request_stop(1, Vendor.TENCENT, "s1", NOW_MS)
     fresh, _ = await store.tasks.start(task_of("s3"))
-    stopping, claimed = await store.tasks.poll("a", [running.id, "gone"], NOW_MS, LEASE_MS, 5)
+    stopping, claimed, *_ = await store.tasks.poll("a", [running.id, "gone"], NOW_MS, LEASE_MS, 5)
     assert stopping == {running.id}
     assert {t.id for t in claimed} == {idle.id, fresh.id}
     assert {(t.owner, t.lease_ms) for t in claimed} == {("a", NOW_MS + LEASE_MS)}
-    assert await second_store.tasks.poll("b", [], NOW_MS + 1, LEASE_MS, 5) == (set(), [])
+    assert (await second_store.tasks.poll("b", [], NOW_MS + 1, LEASE_MS, 5))[:2] == (set(), [])
+
+
+async def test_a_poll_tells_when_the_next_lease_held_on_another_task_lapses(
+    store: Store, second_store: Store
+) -> None:
+    task, _ = await store.tasks.start(task_of("s1"))
+    await store.tasks.claim("a", NOW_MS, LEASE_MS, 1)
+    mine = await store.tasks.poll("a", [task.id], NOW_MS + 1, LEASE_MS, 5)
+    assert (mine.lapse_ms, mine.more) == (None, False)
+    theirs = await second_store.tasks.poll("b", [], NOW_MS + 1, LEASE_MS, 5)
+    assert (theirs.claimed, theirs.lapse_ms, theirs.more) == ([], NOW_MS + LEASE_MS, False)
+    lapsed = await second_store.tasks.poll("b", [], NOW_MS + LEASE_MS + 1, LEASE_MS, 5)
+    assert [t.id for t in lapsed.claimed] == [task.id]
+    assert lapsed.lapse_ms is None
 
 
 async def test_set_phase_makes_a_pending_task_running(store: Store) -> None:

@@ -22,7 +22,7 @@ from cdnrec.store.cache import AppCache
 from cdnrec.store.deliveries import NewDelivery
 from cdnrec.store.files import Published
 from cdnrec.store.models import Delivery
-from cdnrec.store.revision import quiet
+from cdnrec.store.revision import quiet, watched
 
 log = structlog.get_logger("cdnrec.publish")
 
@@ -112,6 +112,7 @@ class Publisher:
             self._wake.clear()
             seen = None
             wait = poll
+            since = watched(revision)
             try:
                 seen = await revision()
                 closed = await self._store.files.in_state(FileState.CLOSED, limit=500)
@@ -122,7 +123,14 @@ class Publisher:
                 log.exception("publish.loop_failed")
             if wait == poll:
                 seen = None  # files back off: read again after `poll` whatever changed
-            await quiet(self._wake, revision, seen, every=wait, longest=max(wait, IDLE_LONGEST))
+            await quiet(
+                self._wake,
+                revision,
+                seen,
+                every=wait,
+                longest=max(wait, IDLE_LONGEST),
+                since=since,
+            )
 
     async def _publish_or_back_off(self, file: RecordedFile) -> None:
         """Publish a file; when its target fails, try it again later (doubling, up to 5 min)."""

@@ -16,7 +16,7 @@ from cdnrec.store.batching import GroupCommit
 from cdnrec.store.cache import AppCache
 from cdnrec.store.deliveries import ABANDONED, DELIVERED, PENDING, Attempt
 from cdnrec.store.models import Delivery
-from cdnrec.store.revision import quiet
+from cdnrec.store.revision import quiet, watched
 
 log = structlog.get_logger("cdnrec.callbacks")
 
@@ -112,13 +112,16 @@ class CallbackSender:
         while True:
             self._wake.clear()
             seen = None
+            since = watched(revision)
             try:
                 seen = await revision()
                 wait = await self.send_due()
             except Exception:
                 log.exception("callbacks.loop_failed")
                 seen, wait = None, 1.0
-            await quiet(self._wake, revision, seen, every=min(wait, LOOKAHEAD), longest=wait)
+            await quiet(
+                self._wake, revision, seen, every=min(wait, LOOKAHEAD), longest=wait, since=since
+            )
 
     async def send_due(self) -> float:
         """Start an attempt for every due delivery not already in flight; return how long until

@@ -32,8 +32,8 @@ from cdnrec.store import FileFacts, FileState, RecordedFile, Store, Task, TaskSt
 from cdnrec.store.batching import GroupCommit
 from cdnrec.store.files import Closing, Published, closed_file, new_file
 from cdnrec.store.models import Delivery
-from cdnrec.store.revision import quiet
-from cdnrec.store.tasks import TaskUpdate
+from cdnrec.store.revision import quiet, watched
+from cdnrec.store.tasks import Poll, TaskUpdate
 
 log = structlog.get_logger("cdnrec.engine")
 
@@ -165,6 +165,10 @@ class Supervisor:
         self._closing = False
         self._wake = asyncio.Event()
         self._next_heartbeat = 0.0
+        self._next_poll = 0.0
+        """When a poll is due even if nothing changed in the store (clock seconds)."""
+        self._polled: object = None
+        """The store's revision at the last poll (None: none yet, or a store that cannot tell)."""
         self._pumps = Pumps(settings.pump_threads) if settings.pump_threads else None
         self._files = GroupCommit(self._write_batch)
         self._tasks = GroupCommit(self._store.tasks.apply)
@@ -183,24 +187,30 @@ class Supervisor:
 
     async def run(self) -> None:
         """Poll for work until cancelled: when nudged, when another process changed the store
-        (looked at every `poll`; a store that cannot tell is read every `poll`), and at least
-        when a heartbeat or lease renewal is due (a lapsed lease of a dead recorder changes
-        nothing in the store)."""
+        (looked at every `poll`; a store that cannot tell is read every `poll`), and when a
+        lease another recorder holds may have lapsed (which changes nothing in the store);
+        renew the leases when the heartbeat is due."""
+        revision = self._store.revision
         while not self._closing:
+            nudged = self._wake.is_set()
             self._wake.clear()
+            since = watched(revision)
             seen = None
             try:
-                seen = await self._store.revision()
-                await self.tick()
+                seen = await revision()
+                changed = seen is None or seen != self._polled
+                await self.tick(poll=nudged or changed or self._clock() >= self._next_poll)
+                self._polled = seen
             except Exception:
                 log.exception("supervisor.tick_failed")
-            due = self._next_heartbeat
+            due = min(self._next_heartbeat, self._next_poll)
             await quiet(
                 self._wake,
-                self._store.revision,
+                revision,
                 seen,
                 every=self._settings.poll,
                 longest=max(self._settings.poll, due - self._clock()),
+                since=since,
             )
 
     async def heartbeat(self) -> None:
@@ -222,22 +232,33 @@ class Supervisor:
                 log.warning("supervisor.lease_lost", task=task_id)
                 run.recorder.stop()
 
-    async def tick(self) -> None:
-        """One round: say it is alive and renew leases (a third of the lease apart), stop what
-        was stopped, claim new tasks."""
-        lease_ms = int(self._settings.lease * 1000)
+    async def tick(self, *, poll: bool = True) -> None:
+        """One round: say it is alive and renew leases (a third of the lease apart), then
+        (``poll``) stop what was stopped and claim new tasks."""
         if self._clock() >= self._next_heartbeat:
             await self.heartbeat()
+        if not poll:
+            return
         room = self._settings.capacity - len(self._runs)
-        stopping, claimed = await self._store.tasks.poll(
-            self.owner, list(self._runs), self._now_ms(), lease_ms, room
+        found = await self._store.tasks.poll(
+            self.owner, list(self._runs), self._now_ms(), int(self._settings.lease * 1000), room
         )
-        for task_id in stopping:
+        self._next_poll = self._poll_again(found)
+        for task_id in found.stopping:
             stopped = self._runs.get(task_id)  # it may have ended meanwhile
             if stopped is not None:
                 stopped.recorder.stop()
-        for task in claimed:
+        for task in found.claimed:
             await self._launch(task)
+
+    def _poll_again(self, found: Poll) -> float:
+        """When to poll next if nothing changes: with the heartbeat while tasks may wait for
+        room, when the next lease held on another task lapses, else only on a change."""
+        if found.more:
+            return self._clock() + self._settings.lease / 3
+        if found.lapse_ms is not None:
+            return found.lapse_ms / 1000 + 0.001  # the lease ends after lapse_ms (`_free`)
+        return float("inf")
 
     async def _launch(self, task: Task) -> None:
         await self._repair_leftovers(task)

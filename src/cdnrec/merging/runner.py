@@ -22,7 +22,7 @@ from cdnrec.store import FileFacts, FileState, RecordedFile, Store
 from cdnrec.store.cache import AppCache
 from cdnrec.store.jobs import Job, JobState, MergedFile
 from cdnrec.store.models import App
-from cdnrec.store.revision import quiet
+from cdnrec.store.revision import quiet, watched
 
 log = structlog.get_logger("cdnrec.merging")
 T = TypeVar("T")
@@ -97,6 +97,7 @@ class JobRunner:
                 self._wake.clear()
                 seen = None
                 job = None
+                since = watched(self._store.revision)
                 try:
                     seen = await self._store.revision()
                     job = await self._store.jobs.claim(
@@ -108,7 +109,12 @@ class JobRunner:
                     log.exception("merging.loop_failed", job=job.id if job else None)
                 if job is None:
                     await quiet(
-                        self._wake, self._store.revision, seen, every=self._poll, longest=LONGEST
+                        self._wake,
+                        self._store.revision,
+                        seen,
+                        every=self._poll,
+                        longest=LONGEST,
+                        since=since,
                     )
         finally:
             with contextlib.suppress(Exception):

@@ -160,18 +160,34 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def watched(revision: Revision) -> int | None:
+    """How many batches of writes the watch of the database files has seen (None: no watch).
+    Taken before a poller reads the revision and handed to ``quiet`` as ``since``."""
+    return None if revision.changes is None else revision.changes.generation
+
+
 async def quiet(
-    wake: asyncio.Event, revision: Revision, seen: object, *, every: float, longest: float
+    wake: asyncio.Event,
+    revision: Revision,
+    seen: object,
+    *,
+    every: float,
+    longest: float,
+    since: int | None = None,
 ) -> None:
     """Wait until nudged (``wake``), until another process changed the database since ``seen``,
     or ``longest`` seconds. The database is looked at every ``every`` seconds; where its writes
     are watched, once, then only ``every`` seconds after a write (a look comes late enough for
     the write to have settled, ``SETTLE``). A store that cannot tell (``seen`` is None) waits
-    ``every``."""
+    ``every``.
+
+    ``since`` (``watched`` before ``seen`` was read) spares the first look when the watch saw
+    no write since but this process's own commits, which wake nobody (``watch.py``): the
+    poller's own work then costs no look a moment later."""
     loop = asyncio.get_running_loop()
     until = loop.time() + longest
     changes = revision.changes if seen is not None else None
-    generation = -1  # look once before waiting for writes
+    generation = -1 if since is None else since  # -1: look once before waiting for writes
     while True:
         wait_write = changes is not None and changes.generation == generation and revision.settled
         if wait_write and await _woken_or_written(
@@ -180,16 +196,14 @@ async def quiet(
             return
         if await _woken(wake, min(every, until - loop.time())):
             return
-        if seen is None:
-            return
+        if seen is None or loop.time() >= until:
+            return  # the caller reads the revision next anyway
         generation = changes.generation if changes is not None else 0
         try:
             if await revision() != seen:
                 return
         except Exception:
             return  # cannot tell: let the caller read (and report what fails)
-        if loop.time() >= until:
-            return
 
 
 async def _woken(wake: asyncio.Event, seconds: float) -> bool:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     and_,
     bindparam,
+    cast,
+    func,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -29,6 +33,21 @@ from cdnrec.store.tables import tasks
 
 LIVE = (TaskState.PENDING.value, TaskState.RUNNING.value, TaskState.STOPPING.value)
 """Task states a recorder holds (or will hold) a place for."""
+
+
+class Poll(NamedTuple):
+    """What a recorder's poll found."""
+
+    stopping: set[str]
+    """Those of its running tasks whose stop was requested."""
+    claimed: list[Task]
+    """Tasks it newly claimed."""
+    lapse_ms: int | None = None
+    """When the earliest lease held on another live task runs out (None: none is held). Such a
+    task becomes free then without anything written to the store, so only a poll finds it."""
+    more: bool = False
+    """Whether tasks may be left that it did not take: it took its limit, or another recorder
+    took some first (their leases are not in ``lapse_ms``)."""
 
 
 @dataclass(frozen=True)
@@ -139,24 +158,34 @@ class TaskRepo:
 
     async def poll(
         self, owner: str, running: list[str], now_ms: int, lease_ms: int, limit: int
-    ) -> tuple[set[str], list[Task]]:
-        """A recorder's poll: those of `running` whose stop was requested (as `stopping`), and
-        up to `limit` tasks newly claimed for `owner` (as `claim`).
+    ) -> Poll:
+        """A recorder's poll: those of `running` whose stop was requested (as `stopping`), up
+        to `limit` tasks newly claimed for `owner` (as `claim`), and when the next lease held
+        on another live task lapses.
 
-        One query answers both; a transaction follows only when there are tasks to claim (the
-        claim checks again that each is still free), so a poll with nothing new costs a read.
+        One query answers all three; a transaction follows only when there are tasks to claim
+        (the claim checks again that each is still free), so a poll with nothing new costs a
+        read.
         """
         if not running and limit <= 0:
-            return set(), []
-        params = {"p_running": running, "p_now": now_ms, "p_limit": max(limit, 0)}
+            return Poll(set(), [], more=True)
+        params = {
+            "p_running": running,
+            "p_held": running,
+            "p_now": now_ms,
+            "p_limit": max(limit, 0),
+        }
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_POLL, params)).all()
-        stopping = {r.id for r in rows if r.stop}
-        free = [r.id for r in rows if not r.stop]
-        if not free:
-            return stopping, []
-        async with self._engine.begin() as conn:
-            return stopping, await _take(conn, free, owner, now_ms, lease_ms)
+        stopping = {r.id for r in rows if r.stop == 1}
+        free = [r.id for r in rows if r.stop == 0]
+        lapse = min((r.lapse for r in rows if r.stop == 2 and r.lapse is not None), default=None)
+        claimed = []
+        if free:
+            async with self._engine.begin() as conn:
+                claimed = await _take(conn, free, owner, now_ms, lease_ms)
+        # another recorder that took some of `free` first holds leases `lapse` does not count
+        return Poll(stopping, claimed, lapse, more=len(free) >= limit or len(claimed) < len(free))
 
     async def stopping(self, task_ids: list[str]) -> set[str]:
         """Those of `task_ids` whose stop was requested."""
@@ -274,14 +303,27 @@ _FREE_NOW = or_(tasks.c.lease_ms.is_(None), tasks.c.lease_ms < bindparam("p_now"
 _CLAIMABLE = (
     select(tasks.c.id).where(tasks.c.state.in_(LIVE), _FREE_NOW).limit(bindparam("p_limit"))
 ).subquery()
+_NO_LAPSE = cast(null(), BigInteger).label("lapse")
 # A recorder's poll: (id, stop=1) for each of its running tasks whose stop was requested, then
-# (id, stop=0) for up to p_limit free tasks it may claim.
+# (id, stop=0) for up to p_limit free tasks it may claim, then (NULL, stop=2, lapse) with the
+# earliest lease held on any other live task (a lease that lapses makes its task free).
+# p_held is p_running again: one expanding parameter in both IN and NOT IN is rendered for
+# one of them when the list is empty (PostgreSQL then read every stopping task as ours).
 _POLL = union_all(
-    select(tasks.c.id, literal_column("1").label("stop")).where(
+    select(tasks.c.id, literal_column("1").label("stop"), _NO_LAPSE).where(
         tasks.c.id.in_(bindparam("p_running", expanding=True)),
         tasks.c.state == TaskState.STOPPING.value,
     ),
-    select(_CLAIMABLE.c.id, literal_column("0").label("stop")),
+    select(_CLAIMABLE.c.id, literal_column("0").label("stop"), _NO_LAPSE),
+    select(
+        cast(null(), tasks.c.id.type).label("id"),
+        literal_column("2").label("stop"),
+        func.min(tasks.c.lease_ms).label("lapse"),
+    ).where(
+        tasks.c.state.in_(LIVE),
+        tasks.c.lease_ms >= bindparam("p_now"),
+        tasks.c.id.not_in(bindparam("p_held", expanding=True)),
+    ),
 )
 _RENEW = (
     update(tasks)
