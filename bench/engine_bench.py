@@ -183,6 +183,20 @@ def thread_times(pid: int) -> dict[int, float]:
     return per_thread(pid, _cpu_seconds)
 
 
+def rss_kinds(pid: int) -> dict[str, float]:
+    """Resident memory of ``pid`` by kind, in MB: ``anon`` (heap, stacks: what recordings
+    allocate) and ``file`` (mapped files, mostly library code paged in once per process and
+    shared with any other process mapping it), from ``/proc/<pid>/status``."""
+    kinds = {"RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            fields = line.split()  # "RssAnon:", "1234", "kB"
+            if fields and fields[0] in kinds:
+                out[kinds[fields[0]]] = int(fields[1]) / 1024
+    return out
+
+
 def ctx_switches(pids: list[int]) -> dict[str, int]:
     """Context switches of every thread of these processes (threads that ended are not counted)."""
     out = {"voluntary": 0, "nonvoluntary": 0}
@@ -318,6 +332,7 @@ class CdnrecRecorder(H.Recorder):  # type: ignore[misc]
         time.sleep(0.5)
         idle = H.CpuMeter(self.pids).memory()
         self.info["idle_rss_mb"], self.info["idle_pss_mb"] = idle["rss_mb"], idle["pss_mb"]
+        self.info["idle_rss_kinds_mb"] = rss_kinds(proc.pid)
         register_hooks(self, self.streams, self.formats, self.partials, self.opened_at)
         sent = self.svc.start_streams(self.streams)
         self.sent = dict(sent)
@@ -502,6 +517,7 @@ class EngineBench(H.Bench):  # type: ignore[misc]
             d = {t: b[t] - a.get(t, 0.0) for t in b}
             main = d.pop(svc_pid, 0.0)
             others = sorted(d.values(), reverse=True)
+            res["cdnrec_rss_kinds_mb"] = rss_kinds(svc_pid)
             res["cdnrec_threads"] = {
                 "main_pct": 100 * main / wall,
                 "other_threads": len(others),
@@ -717,6 +733,16 @@ def engine_report(result: dict[str, Any]) -> str:
                     f"threads (recorders, SQLite, executors) {th['other_pct'] / n:.3f} %core/stream "
                     f"(median thread {_f(th['median_other_pct'], '.3f')}, top {th['top_other_pct']})"
                     + per_file
+                )
+            kinds, idle_kinds = r.get("cdnrec_rss_kinds_mb"), c.get("idle_rss_kinds_mb")
+            if kinds and idle_kinds:
+                added = {k: (kinds[k] - idle_kinds.get(k, 0.0)) / run["n"] for k in kinds}
+                details.append(
+                    f"- N={run['n']} {ap}: resident memory the recordings added to the idle "
+                    f"service, per recording: {added.get('anon', 0.0):.2f} MB anonymous (heap, "
+                    f"stacks), {added.get('file', 0.0):.2f} MB of mapped files (library code "
+                    f"paged in, once per process); idle service {idle_kinds.get('anon', 0.0):.1f} "
+                    f"MB anonymous + {idle_kinds.get('file', 0.0):.1f} MB files"
                 )
             details.append(
                 f"- N={run['n']} {ap}: service healthy after {_f(c.get('service_healthy_s'))} s; "
