@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from cdnrec.config import RecorderSettings
 from cdnrec.engine.supervisor import Supervisor
-from cdnrec.store import Store, TaskState
+from cdnrec.store import Store, Task, TaskState
 from cdnrec.store.tables import tasks
 from tests.store.test_store_contract import task_of
 
@@ -30,9 +30,8 @@ async def _until(ok: Callable[[], Awaitable[bool]]) -> None:
             await asyncio.sleep(0.05)
 
 
-async def test_a_recording_whose_lease_another_recorder_took_stops_and_leaves_the_task(
-    store: Store, second_store: Store, tmp_path: Path
-) -> None:
+async def _waiting_task(store: Store) -> Task:
+    """A Tencent task, due for an hour, whose stream is nowhere (it waits, retrying)."""
     now_ms = int(time.time() * 1000)
     base = task_of("s1")
     due = dataclasses.replace(
@@ -42,6 +41,13 @@ async def test_a_recording_whose_lease_another_recorder_took_stops_and_leaves_th
         deadline_ms=now_ms + 3_600_000,
     )
     task, _ = await store.tasks.start(due)
+    return task
+
+
+async def test_a_recording_whose_lease_another_recorder_took_stops_and_leaves_the_task(
+    store: Store, second_store: Store, tmp_path: Path
+) -> None:
+    task = await _waiting_task(store)
     settings = RecorderSettings(poll=0.05, lease=1.5)
     supervisor = Supervisor(store, tmp_path / "files", settings, owner="a")
     running = asyncio.create_task(supervisor.run())
@@ -85,16 +91,8 @@ async def test_a_task_whose_recorder_died_is_taken_once_its_lease_lapses(
 ) -> None:
     """A recorder that dies writes nothing: the others poll when its lease lapses, not only
     with their own heartbeat (here a minute apart)."""
-    now_ms = int(time.time() * 1000)
-    base = task_of("s1")
-    due = dataclasses.replace(
-        base,
-        config=base.config.model_copy(update={"sources": (NOWHERE,)}),
-        created_ms=now_ms,
-        deadline_ms=now_ms + 3_600_000,
-    )
-    task, _ = await store.tasks.start(due)
-    [held] = await second_store.tasks.claim("dead", now_ms, 1500, 1)
+    task = await _waiting_task(store)
+    [held] = await second_store.tasks.claim("dead", int(time.time() * 1000), 1500, 1)
     assert held.lease_ms is not None
     settings = RecorderSettings(poll=0.05, lease=180.0)
     supervisor = Supervisor(store, tmp_path / "files", settings, owner="a")
