@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -67,6 +68,10 @@ def test_reads_a_beat_apart_fall_on_the_pumps_beat() -> None:
         )
         for i in range(2)
     ]
+    # pump-0's beats fall on whole seconds of the monotonic clock: start just after one, so that
+    # both first pauses (ending 0.05 and 0.35 s after the next) end nearest that same beat
+    now = time.monotonic()
+    time.sleep(math.ceil(now / BEAT) * BEAT + 0.05 - now)
     callers[0].start()
     time.sleep(0.3)
     callers[1].start()
