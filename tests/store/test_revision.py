@@ -10,12 +10,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Connection
 
 from cdnrec.callbacks.sender import LOOKAHEAD, CallbackSender
 from cdnrec.config import CallbackSettings, RecorderSettings
 from cdnrec.engine.supervisor import Supervisor
 from cdnrec.store import App, Store
+from cdnrec.store import watch as watch_module
 from cdnrec.store.cache import AppCache
 from cdnrec.store.database import open_engine
 from cdnrec.store.deliveries import NewDelivery
@@ -210,6 +212,41 @@ async def test_quiet_told_the_watch_s_generation_does_not_look_after_the_poller_
         pragmas.clear()
         await quiet(
             asyncio.Event(), revision, seen, every=0.05, longest=0.5, since=since if told else None
+        )
+        counts.append(len(pragmas))
+    assert counts == [0, 1]
+
+
+async def test_quiet_does_not_look_again_for_writes_a_doubt_found_left_its_revision(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch doubts our own writes ``OWN_LATER`` later, which is when the supervisor's next
+    heartbeat begins. A doubt that lands while a poller works and finds the revision the poller
+    saw leaves it nothing to look at: quiet waits for writes at once. A poller that saw another
+    revision looks (and returns: it changed)."""
+    monkeypatch.setattr(watch_module, "OWN_LATER", 0.3)
+    revision = sqlite_store.revision
+    changes = revision.changes
+    assert changes is not None
+    pragmas = await executed(sqlite_store, "data_version")
+    counts = []
+    for beat, stale in enumerate((False, True)):
+        await asyncio.sleep(SETTLE + 0.05)  # the store's last write has settled
+        doubted = asyncio.ensure_future(changes.after(changes.generation))
+        await asyncio.sleep(0)  # waiting: the watch reads the writes as they come
+        await sqlite_store.recorders.heartbeat("me", 3, 2 * beat)  # the previous heartbeat
+        since = watched(revision)
+        seen = await revision()
+        await asyncio.wait_for(doubted, 5)  # its doubt lands while the poller works
+        await sqlite_store.recorders.heartbeat("me", 3, 2 * beat + 1)  # the poller's own work
+        pragmas.clear()
+        await quiet(
+            asyncio.Event(),
+            revision,
+            ("another connection", 0) if stale else seen,
+            every=0.05,
+            longest=0.2,  # before the doubt of the poller's own work
+            since=since,
         )
         counts.append(len(pragmas))
     assert counts == [0, 1]

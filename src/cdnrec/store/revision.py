@@ -189,6 +189,8 @@ async def quiet(
     changes = revision.changes if seen is not None else None
     generation = -1 if since is None else since  # -1: look once before waiting for writes
     while True:
+        if changes is not None and changes.unchanged(generation, seen):
+            generation = changes.generation
         wait_write = changes is not None and changes.generation == generation and revision.settled
         if wait_write and await _woken_or_written(
             wake, changes, generation, seen, until - loop.time()

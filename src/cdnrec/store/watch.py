@@ -14,7 +14,8 @@ when the files are still as the last one left them (``own``), their writes wake 
 the waiters are woken ``OWN_LATER`` seconds later instead, once for all of them. A commit of
 another process whose writes are read in that moment is therefore seen that late, never lost.
 Where the watch can look at the database itself (``confirm``), that later wake is one look, and
-only the waiters that had seen another revision are woken.
+only the waiters that had seen another revision are woken, and a poller that saw the revision
+it found has nothing to look at for those writes (``unchanged``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class FileWatch:
         """The database's revision now, asked afresh after a doubt: then only the waiters that
         had seen another revision are woken (None: all of them are)."""
         self._checking: asyncio.Task[None] | None = None
+        self._confirmed: tuple[int, int, object] | None = None
+        """``(first, last, token)``: the batches of writes after generation ``first`` up to
+        ``last`` were all doubts whose look found the revision ``token`` (``unchanged``)."""
 
     @classmethod
     def open(cls, folder: Path, names: Iterable[str]) -> FileWatch | None:
@@ -158,7 +162,26 @@ class FileWatch:
             self._wake()
             return
         # a doubt scheduled by writes during the look stays: the look may not have seen them
+        first = self.generation
+        if self._confirmed is not None and self._confirmed[1:] == (first, now):
+            first = self._confirmed[0]  # doubts in a row that found the same revision
         self._release(lambda seen: seen is ANY or seen != now)
+        self._confirmed = (first, self.generation, now)
+
+    def unchanged(self, generation: int, seen: object) -> bool:
+        """Whether a poller that noted ``generation`` before it saw the revision ``seen`` has
+        nothing to look at: no writes were seen since, or only writes that a doubt's look then
+        found had left the revision at ``seen`` (our own heartbeat's writes are doubted just
+        as the next heartbeat begins: without this, the poller would look again for them)."""
+        if generation == self.generation:
+            return True
+        confirmed = self._confirmed
+        return (
+            confirmed is not None
+            and confirmed[0] <= generation
+            and confirmed[1] == self.generation
+            and confirmed[2] == seen
+        )
 
     def _wake(self) -> None:
         if self._later is not None:
