@@ -97,6 +97,10 @@ DEFAULT_APPROACHES = "floor,nginx,ffmpeg,pyav,engine_bare,cdnrec"
 CALLBACK_TARGET_S = 1.0
 MEM_TARGET_MB = 10.0
 START_SLACK_S = 0.5
+PACE_TARGET = 0.97
+"""A recorder that keeps the live pace writes about what the origin published in the window
+(ffmpeg 1.005); one that fell behind loses the stream's tail at Stop without a gap inside what it
+recorded, which the loss check cannot see (a cdnrec run wrote 0.60 of it, decision 0012)."""
 
 # ----------------------------------------------------------------------------- harness hooks
 # Keyed by directory; only directories of cdnrec approaches are registered, so the baselines go
@@ -666,6 +670,7 @@ def engine_report(result: dict[str, Any]) -> str:
                     [x for x in (cb_w.get("max"), cb_s.get("max")) if x is not None], default=None
                 )
                 mem = row.get("rec_rss_mb_per_stream")
+                pace = row.get("written_over_published")
 
                 def pf(ok: bool | None) -> str:
                     return "–" if ok is None else ("pass" if ok else "FAIL")
@@ -678,15 +683,17 @@ def engine_report(result: dict[str, Any]) -> str:
                     f"{_f(row.get('first_byte_max_s'))} "
                     f"{pf(None if row.get('first_byte_max_s') is None else row['first_byte_max_s'] <= gop + START_SLACK_S)} | "
                     f"{_f(cbmax)} {pf(None if cbmax is None else cbmax <= CALLBACK_TARGET_S)} | "
-                    f"{lost} {pf(lost == 0 and row.get('no_first_byte') == 0)} (unknown {unk}) |"
+                    f"{lost} {pf(lost == 0 and row.get('no_first_byte') == 0)} (unknown {unk}) | "
+                    f"{_f(pace, '.3f')} {pf(None if pace is None else pace >= PACE_TARGET)} |"
                 )
     lines += [
         "",
         "Targets (cdnrec approaches; memory = RSS/N, and marginal = (RSS − idle service RSS)/N):",
         "",
         "| N | approach | CPU total ÷ ffmpeg ≤ 0.33 | ÷ pyav ≤ 1.1 | MB per recording < 10 "
-        "| first byte max ≤ GOP+0.5 s | callback max ≤ 1 s | lost + dup = 0 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| first byte max ≤ GOP+0.5 s | callback max ≤ 1 s | lost + dup = 0 "
+        f"| kept the live pace: written ÷ published ≥ {PACE_TARGET} |",
+        "|---|---|---|---|---|---|---|---|---|",
         *verdicts,
         "",
     ]

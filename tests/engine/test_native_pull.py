@@ -15,6 +15,7 @@ import av
 import pytest
 from tests.engine.conftest import stream_name
 from tests.engine.test_formats import wait_live
+from tests.support.media import make_clip
 from tests.support.origins import NginxRtmp, free_port, listen_flv, publish
 
 from cdnrec.engine.flv import amf0
@@ -235,7 +236,7 @@ def test_opening_reads_run_on_a_pump_and_slow_down_after_the_first_key_frame(
 ) -> None:
     """The reads that wait for a stream's first frames are steps its runner runs (a recorder's
     pump); the pull then reads every ``POLL_FIRST`` until its first video key frame is handed
-    on, and every ``POLL`` after."""
+    on, and about every ``POLL`` after (sooner only when the socket's buffer fills faster)."""
     name = stream_name("pumped")
     pub = publish(av_clip, nginx.url(name))
     threads: list[str] = []
@@ -262,11 +263,12 @@ def test_opening_reads_run_on_a_pump_and_slow_down_after_the_first_key_frame(
             assert pull.inputs.streams[0] is not None
             assert pull.inputs.streams[1] is not None
             keyed, pauses = False, []
-            for item in itertools.islice(pull.steps(), 400):
+            for item in itertools.islice(pull.steps(), 1000):
                 if isinstance(item, float):
                     pauses.append((keyed, item))
                     if len(pauses) == 3:
                         break
+                    time.sleep(item)  # the next pause follows from what this one let arrive
                 elif item[1] == 0 and item[5]:  # a video key frame
                     keyed = True
         finally:
@@ -274,8 +276,51 @@ def test_opening_reads_run_on_a_pump_and_slow_down_after_the_first_key_frame(
     finally:
         pub.stop()
     assert pauses
-    assert [p for _, p in pauses] == [POLL if k else POLL_FIRST for k, _ in pauses]
-    assert pauses[-1] == (True, POLL)
+    assert all(p == POLL_FIRST for k, p in pauses if not k)
+    # about POLL: a second of this clip takes about a third of a new connection's buffer
+    assert all(POLL / 2 < p <= POLL for k, p in pauses if k)
+    assert pauses[-1][0]
+
+
+@pytest.mark.nginx
+def test_a_pull_whose_receive_buffer_is_outgrown_keeps_the_live_pace(
+    nginx: NginxRtmp, clip_dir: Path
+) -> None:
+    """A second of a 2 Mbit/s stream does not fit in the receive buffer a connection starts with
+    (held at that size here, as on a connection Linux does not grow it for): the pull reads it
+    after shorter pauses and keeps the live stream's pace, instead of falling behind it a little
+    more every second."""
+    name = stream_name("outgrown")
+    pub = publish(make_clip(clip_dir, "av_2mbit"), nginx.url(name))
+    try:
+        wait_live(nginx.url(name))
+        play = RtmpPlay(nginx.url(name), 2.0)
+        play.open(lambda: False)
+        assert play.sock is not None
+        play.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # Linux doubles it
+        pull = FlvPull(play, 2.0, threading.Event().wait)
+        pauses: list[float] = []
+        first = last = None
+        start = time.monotonic()
+        try:
+            for item in pull.steps():
+                if isinstance(item, float):
+                    if time.monotonic() - start > 8:
+                        break
+                    pauses.append(item)
+                    time.sleep(item)
+                elif item[1] == 0:  # video
+                    first = item[2] if first is None else first
+                    last = item[2]
+        finally:
+            pull.close()
+        wall = time.monotonic() - start
+    finally:
+        pub.stop()
+    assert first is not None
+    assert last is not None
+    assert (last - first) / 1000 > wall - 1.5  # read every POLL: about half of it
+    assert min(pauses[2:]) < POLL / 2
 
 
 def test_flv_reader_splits_a_byte_stream() -> None:

@@ -52,6 +52,14 @@ _CLIPS: dict[str, list[str]] = {
         "-sc_threshold", "0", "-b:v", "100k", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-b:a", "64k", "-ac", "2",
     ],
+    "av_2mbit": [  # x264 pads to a constant 2 Mbit/s with filler data
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+        "-f", "lavfi", "-i", "aevalsrc=sin(2*PI*(200+40*t)*t)|sin(2*PI*(300+30*t)*t):s=48000",
+        "-t", "12", "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-keyint_min", "25",
+        "-sc_threshold", "0", "-b:v", "2000k", "-minrate", "2000k", "-maxrate", "2000k",
+        "-bufsize", "1000k", "-x264-params", "nal-hrd=cbr", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "96k", "-ac", "2",
+    ],
     "video": [
         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
         "-t", "12", "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-keyint_min", "25",
@@ -61,7 +69,8 @@ _CLIPS: dict[str, list[str]] = {
 
 
 def make_clip(cache_dir: Path, name: str) -> Path:
-    """Generate (once) the FLV clip ``name`` ("av", "audio", "video", "av_mp3") in ``cache_dir``."""
+    """Generate (once) the FLV clip ``name`` ("av", "audio", "video", "av_mp3",
+    "av_2mbit", ...) in ``cache_dir``."""
     path = cache_dir / f"{name}-{CLIP_VERSION}.flv"
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from cdnrec.engine.backlog import ReceiveBuffer
 from cdnrec.engine.flv import amf0
 from cdnrec.engine.flv.tags import AUDIO, SCRIPT, VIDEO, Tag
 from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, Message, chunk
@@ -62,6 +63,8 @@ class RtmpPlay:
         self._acked = 0
         self._pending: list[Tag] = []
         self._buf = bytearray(_RECV)
+        self._rcvbuf = ReceiveBuffer()
+        self.filled = 0.0  # the share of the receive buffer the last poll found waiting
 
     # -- setup ---------------------------------------------------------------------------------
     def open(self, stopping: Callable[[], bool]) -> None:
@@ -175,6 +178,7 @@ class RtmpPlay:
         if sock is None:
             return []
         buf = self._buf
+        drained = 0
         while not self.ended:
             try:
                 n = sock.recv_into(buf)
@@ -186,6 +190,7 @@ class RtmpPlay:
             if n == 0:
                 self.ended = "the server closed the connection"
                 break
+            drained += n
             try:
                 for msg in self._received_bytes(n):
                     if msg.type == VIDEO or msg.type == AUDIO:
@@ -196,6 +201,7 @@ class RtmpPlay:
                 self.ended = f"bad RTMP data: {e}"
             if n < len(buf):
                 break
+        self.filled = self._rcvbuf.share(sock, drained) if drained else 0.0
         tags, self._pending = self._pending, []
         return tags
 

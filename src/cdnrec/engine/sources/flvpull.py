@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import av
 
+from cdnrec.engine.backlog import next_pause
 from cdnrec.engine.flv import amf0
 from cdnrec.engine.flv.tags import AUDIO, SCRIPT, VIDEO, Tag, file_header, is_enhanced, tag_bytes
 from cdnrec.engine.formats.base import AUDIO as K_AUDIO
@@ -47,6 +48,8 @@ class TagSession(Protocol):
     """A connection that delivers FLV tags without blocking."""
 
     ended: str
+    filled: float
+    """The share of the socket's receive buffer that the last ``poll`` found waiting."""
 
     def poll(self) -> list[Tag]:
         """Tags received since the last call (``ended`` is set once the stream is over)."""
@@ -206,7 +209,8 @@ class FlvPull(Pull):
         vdur, adur = self.durations
         config = self.config
         pending, self.buffered = self.buffered, []
-        last_data = time.monotonic()
+        last_data = polled = time.monotonic()
+        pause = POLL
         keyed = not present[K_VIDEO]  # audio only: the first packet starts the recording
         while True:
             for tag in pending:
@@ -236,9 +240,12 @@ class FlvPull(Pull):
             self.idle()
             # After a stop the recorder goes on to its next check (every 32 packets, as with
             # FFmpeg pulls), so a stop just after a split does not leave a file of one frame.
-            yield POLL if keyed else POLL_FIRST
+            yield pause if keyed else POLL_FIRST
             pending = self.session.poll()
             now = time.monotonic()
+            # a buffer that filled up holds the stream back: read again sooner
+            pause = next_pause(now - polled, self.session.filled, POLL, POLL_FIRST)
+            polled = now
             if pending:
                 last_data = now
             elif now - last_data > self.timeout:

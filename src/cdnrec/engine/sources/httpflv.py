@@ -10,6 +10,7 @@ from urllib.parse import urljoin, urlsplit
 
 import h11
 
+from cdnrec.engine.backlog import ReceiveBuffer
 from cdnrec.engine.flv.tags import FlvError, FlvReader, Tag
 
 _RECV = 64 * 1024  # per read call; a batch of 0.5 s takes a few
@@ -32,6 +33,8 @@ class HttpFlvPlay:
         self.ended = ""
         self._pending: list[Tag] = []
         self._buf = bytearray(_RECV)
+        self._rcvbuf = ReceiveBuffer()
+        self.filled = 0.0  # the share of the receive buffer the last poll found waiting
 
     def open(self, stopping: Callable[[], bool]) -> None:
         """Send the request and read the response head (following redirects); raises on error."""
@@ -110,6 +113,7 @@ class HttpFlvPlay:
         """Every tag received so far without blocking; sets ``ended`` when the body ends."""
         sock = self.sock
         buf = self._buf
+        drained = 0
         while sock is not None and not self.ended:
             try:
                 n = sock.recv_into(buf)
@@ -118,6 +122,7 @@ class HttpFlvPlay:
             except OSError as e:
                 self.ended = f"{type(e).__name__}: {e}"
                 break
+            drained += n
             try:
                 self.conn.receive_data(bytes(buf[:n]) if n else b"")
                 self._events()
@@ -127,6 +132,7 @@ class HttpFlvPlay:
                 self.ended = self.ended or "the server closed the connection"
             if n < len(buf):
                 break
+        self.filled = self._rcvbuf.share(sock, drained) if sock is not None and drained else 0.0
         tags, self._pending = self._pending, []
         return tags
 
