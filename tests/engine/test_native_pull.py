@@ -16,7 +16,7 @@ import pytest
 from tests.engine.conftest import stream_name
 from tests.engine.test_formats import wait_live
 from tests.support.media import make_clip
-from tests.support.origins import NginxRtmp, free_port, listen_flv, publish
+from tests.support.origins import NginxRtmp, Proc, free_port, listen_flv, publish
 
 from cdnrec.engine.flv import amf0
 from cdnrec.engine.flv.tags import AUDIO, VIDEO, FlvError, FlvReader, Tag, tag_bytes
@@ -25,7 +25,8 @@ from cdnrec.engine.pump import Job, Pumps, Steps
 from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, Message, chunk
 from cdnrec.engine.rtmp.session import RtmpError, RtmpPlay, Target
 from cdnrec.engine.sources import AvPull, SourceError, open_source
-from cdnrec.engine.sources.flvpull import POLL, POLL_FIRST, FlvPull, metadata_of
+from cdnrec.engine.sources.flvpull import POLL, POLL_FIRST, FlvPull, TagSession, metadata_of
+from cdnrec.engine.sources.httpflv import HttpFlvError, HttpFlvPlay
 
 
 def test_amf0_round_trip() -> None:
@@ -282,22 +283,41 @@ def test_opening_reads_run_on_a_pump_and_slow_down_after_the_first_key_frame(
     assert pauses[-1][0]
 
 
+def _play_held_small(kind: str, clip: Path, nginx: NginxRtmp) -> tuple[TagSession, Proc]:
+    """An open RTMP or HTTP-FLV play of ``clip`` whose receive buffer is held at the 128 KiB a
+    connection starts with (Linux doubles the 64 KiB asked; holding it stops Linux growing it)."""
+    if kind == "rtmp":
+        url = nginx.url(stream_name("outgrown"))
+        proc = publish(clip, url)
+        wait_live(url)
+        play: RtmpPlay | HttpFlvPlay = RtmpPlay(url, 2.0)
+        play.open(lambda: False)
+    else:
+        url = f"http://127.0.0.1:{free_port()}/live/outgrown.flv"
+        proc = listen_flv(clip, url)
+        for _ in range(50):
+            play = HttpFlvPlay(url, 2.0)
+            try:
+                play.open(lambda: False)
+                break
+            except HttpFlvError:
+                time.sleep(0.1)
+    assert play.sock is not None
+    play.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    return play, proc
+
+
 @pytest.mark.nginx
+@pytest.mark.parametrize("kind", ["rtmp", "http"])
 def test_a_pull_whose_receive_buffer_is_outgrown_keeps_the_live_pace(
-    nginx: NginxRtmp, clip_dir: Path
+    kind: str, nginx: NginxRtmp, clip_dir: Path
 ) -> None:
     """A second of a 2 Mbit/s stream does not fit in the receive buffer a connection starts with
     (held at that size here, as on a connection Linux does not grow it for): the pull reads it
     after shorter pauses and keeps the live stream's pace, instead of falling behind it a little
     more every second."""
-    name = stream_name("outgrown")
-    pub = publish(make_clip(clip_dir, "av_2mbit"), nginx.url(name))
+    play, proc = _play_held_small(kind, make_clip(clip_dir, "av_2mbit"), nginx)
     try:
-        wait_live(nginx.url(name))
-        play = RtmpPlay(nginx.url(name), 2.0)
-        play.open(lambda: False)
-        assert play.sock is not None
-        play.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # Linux doubles it
         pull = FlvPull(play, 2.0, threading.Event().wait)
         pauses: list[float] = []
         first = last = None
@@ -316,7 +336,7 @@ def test_a_pull_whose_receive_buffer_is_outgrown_keeps_the_live_pace(
             pull.close()
         wall = time.monotonic() - start
     finally:
-        pub.stop()
+        proc.stop()
     assert first is not None
     assert last is not None
     assert (last - first) / 1000 > wall - 1.5  # read every POLL: about half of it
