@@ -6,6 +6,7 @@ import functools
 import json
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,18 @@ def ffmpeg_exe() -> str:
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+
+class _SourceServer(ThreadingHTTPServer):
+    """Serves the demo stream's playlist and segments. A reader that goes away in the middle of
+    a segment (a recording that reached its EndTime) is not an error worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class SyntheticSource:
@@ -62,7 +75,7 @@ class SyntheticSource:
         ]  # fmt: skip
         self._ffmpeg = subprocess.Popen(command)
         handler = functools.partial(_QuietHandler, directory=str(self.folder))
-        self._http = ThreadingHTTPServer((self.host, self.port), handler)
+        self._http = _SourceServer((self.host, self.port), handler)
         threading.Thread(target=self._http.serve_forever, name="demo-source", daemon=True).start()
 
     def stop(self) -> None:
