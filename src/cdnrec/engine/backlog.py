@@ -5,10 +5,10 @@ waits in the kernel's receive buffer. When a second of the stream does not fit t
 stops at the closed TCP window and the recording falls further behind the live stream every
 second, without losing a frame until the origin's own buffers overflow. Linux usually grows the
 buffer of a connection read this way, but not always: a 1.7 Mbit/s recording once kept only 60 %
-of the stream's pace for a whole minute, as it does on a connection whose buffer is held at the
-128 KiB it starts with (docs/decisions/0012-receive-backlog.md). So a pull paces its reads by the
-share of the buffer each drain took: once a second while that share stays small, more often when
-it would not.
+of the stream's pace through a 45 s benchmark window, as it does on a connection whose buffer is
+held at the 128 KiB it starts with (docs/decisions/0012-receive-backlog.md). So a pull paces its
+reads by the share of the buffer each drain took: once a second while that share stays small,
+more often when it would not.
 """
 
 from __future__ import annotations
@@ -20,18 +20,12 @@ FILL = 0.4
 a part of the buffer's size, its window: about half of it on a new connection)."""
 
 
-class ReceiveBuffer:
-    """The receive buffer of one socket, as big as the kernel has made it so far."""
-
-    def __init__(self) -> None:
-        self._size = 0
-
-    def share(self, sock: socket.socket, drained: int) -> float:
-        """The share of the buffer that ``drained`` bytes, read at once, took. The size is asked
-        of the kernel again only when they could have taken half of it (Linux grows it)."""
-        if drained * 2 >= self._size:
-            self._size = max(1, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
-        return drained / self._size
+def share_taken(sock: socket.socket, drained: int) -> float:
+    """The share of ``sock``'s receive buffer, as big as the kernel has made it now, that
+    ``drained`` bytes read at once took (0 when nothing was read: no system call)."""
+    if drained <= 0:
+        return 0.0
+    return drained / max(1, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
 def next_pause(waited: float, share: float, longest: float, shortest: float) -> float:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from cdnrec.engine.backlog import ReceiveBuffer
+from cdnrec.engine.backlog import share_taken
 from cdnrec.engine.flv import amf0
 from cdnrec.engine.flv.tags import AUDIO, SCRIPT, VIDEO, Tag
 from cdnrec.engine.rtmp.chunks import ChunkError, ChunkReader, Message, chunk
@@ -63,7 +63,6 @@ class RtmpPlay:
         self._acked = 0
         self._pending: list[Tag] = []
         self._buf = bytearray(_RECV)
-        self._rcvbuf = ReceiveBuffer()
         self.filled = 0.0  # the share of the receive buffer the last poll found waiting
 
     # -- setup ---------------------------------------------------------------------------------
@@ -201,7 +200,7 @@ class RtmpPlay:
                 self.ended = f"bad RTMP data: {e}"
             if n < len(buf):
                 break
-        self.filled = self._rcvbuf.share(sock, drained) if drained else 0.0
+        self.filled = share_taken(sock, drained)
         tags, self._pending = self._pending, []
         return tags
 

@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 
 import h11
 
-from cdnrec.engine.backlog import ReceiveBuffer
+from cdnrec.engine.backlog import share_taken
 from cdnrec.engine.flv.tags import FlvError, FlvReader, Tag
 
 _RECV = 64 * 1024  # per read call; a batch of 0.5 s takes a few
@@ -33,7 +33,6 @@ class HttpFlvPlay:
         self.ended = ""
         self._pending: list[Tag] = []
         self._buf = bytearray(_RECV)
-        self._rcvbuf = ReceiveBuffer()
         self.filled = 0.0  # the share of the receive buffer the last poll found waiting
 
     def open(self, stopping: Callable[[], bool]) -> None:
@@ -132,7 +131,7 @@ class HttpFlvPlay:
                 self.ended = self.ended or "the server closed the connection"
             if n < len(buf):
                 break
-        self.filled = self._rcvbuf.share(sock, drained) if sock is not None and drained else 0.0
+        self.filled = share_taken(sock, drained) if sock is not None else 0.0
         tags, self._pending = self._pending, []
         return tags
 
