@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Where cdnrec's CPU goes at low N: its threads, side by side with ``ffmpeg -c copy``.
 
-The benchmark (``engine_bench.py``) measures CPU in clock ticks (10 ms) over one 45 s window
-per approach, so at N=1 one tick is 0.02 % of a core, a tenth of the figure it measures. This
-tool reads the scheduler's nanosecond counters (``/proc/<pid>/task/<tid>/schedstat``) instead,
-and alternates short windows of the two recorders on the same live streams:
+The benchmark (``engine_bench.py``) measures each process's CPU over one 45 s window per
+approach, so at N=1 a drift of the shared machine between ffmpeg's window and cdnrec's moves the
+ratio. This tool reads the scheduler's nanosecond counters per thread
+(``/proc/<pid>/task/<tid>/schedstat``) and alternates short windows of the two recorders on the
+same live streams:
 
 * ``ffmpeg``: one ``ffmpeg -i rtmp://… -c copy -f segment`` per stream (the harness's command);
 * ``cdnrec``: one ``cdnrec serve`` (started once), StartCDNRecord before each of its windows and
