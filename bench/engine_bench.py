@@ -212,6 +212,23 @@ def thread_times(pid: int) -> dict[int, float]:
     return per_thread(pid, _cpu_seconds)
 
 
+def cpu_identity() -> dict[str, str]:
+    """What tells two machines with the same model name apart ("Intel(R) Xeon(R) Processor" on
+    two hosts ran Python a quarter apart in speed, session 18): family, model, stepping, clock and
+    cache of the first CPU in /proc/cpuinfo."""
+    keys = ("cpu family", "model", "stepping", "cpu MHz", "cache size")
+    out: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in keys and key not in out:
+                out[key] = value.strip()
+            if not line.strip() and out:
+                break
+    return out
+
+
 def added_kinds(result: dict[str, Any], n: int) -> dict[str, float]:
     """Resident memory by kind that a cdnrec approach's ``n`` recordings added to its idle
     service, per recording, from the approach's window `result` (empty when a reading is
@@ -591,6 +608,7 @@ class EngineBench(H.Bench):  # type: ignore[misc]
         v["gop_s"] = gop_seconds(self.sample_path)
         v["cdnrec_approaches"] = self.cdnrec
         v["cdnrec_engine"] = engine_build()
+        v["cpu_identity"] = cpu_identity()
         return v
 
 
@@ -624,6 +642,7 @@ def engine_report(result: dict[str, Any]) -> str:
         f"- cdnrec at {v.get('cdnrec_git_head')} + uncommitted src changes "
         f"{src.get('files', [])} {src.get('untracked', [])} (diff {src.get('diff_sha1')}); "
         f"engine {v.get('cdnrec_engine', 'not recorded')}",
+        f"- CPU: {v.get('cpu_identity', 'not recorded')}",
         f"- cdnrec approaches: {cd}; GOP {gop} s; targets: CPU ≤ 1/3 × ffmpeg (product.md §7) "
         f"and ≤ 1.1 × pyav (RESULTS.md), < {MEM_TARGET_MB:.0f} MB per recording, first byte "
         f"≤ GOP + {START_SLACK_S} s = {gop + START_SLACK_S:.1f} s, callback ≤ "

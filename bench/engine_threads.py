@@ -45,7 +45,7 @@ STEPS = "steps "
 """Before a key of the accounting: how many steps or calls it took (not CPU ns)."""
 sys.path.insert(0, str(HERE))
 import cdnrec_recorder as cr  # noqa: E402
-from engine_bench import H, per_thread  # noqa: E402  (the shared harness, loaded there)
+from engine_bench import H, cpu_identity, per_thread  # noqa: E402  (the shared harness, loaded there)
 
 
 def _counters(task: str) -> tuple[int, int]:
@@ -232,6 +232,8 @@ def report(run: Run, rounds: list[dict[str, Any]], names: dict[int, str]) -> str
     lines = [
         f"# cdnrec threads at N={n}: {len(rounds)} rounds of {w:.0f} s windows, "
         f"{a.segment:.0f} s files",
+        "",
+        f"CPU: {cpu_identity()}",
         "",
         "Origin Δ: nginx's CPU in the window minus its CPU in the idle window (publishers only), "
         "as the shared harness adds it to a recorder's CPU.",
