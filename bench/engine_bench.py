@@ -34,7 +34,8 @@ What differs from the harness run with ``--custom`` (and why this file exists):
 * **Callbacks.** Each ``record`` callback's arrival is timed against the final file's mtime (when
   its last byte was written; the file is complete from then) and against its ``end_time``.
 * Memory per recording is also given as (RSS at the end of the window − RSS of the idle service
-  before StartCDNRecord) / N.
+  before StartCDNRecord) / N, and split into anonymous memory and mapped files; the target is
+  judged on the anonymous part (decision 0013).
 
 * **CPU in nanoseconds.** The harness's meter is read from each process's CPU clock
   (``ClockCpuMeter``) rather than from utime + stime in 10 ms ticks; for every approach.
