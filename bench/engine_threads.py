@@ -215,6 +215,22 @@ class Run:
         self.procs.stop_all()
 
 
+def hold(run: Run, seconds: float) -> None:
+    """``--hold``: the service records the streams for ``seconds`` (Ctrl-C ends it sooner) and
+    nothing is measured, so that a profiler can attach to the pid it prints."""
+    assert run.service.proc is not None
+    run.service.start_streams(run.streams)
+    H.log(
+        f"cdnrec serve (pid {run.service.proc.pid}) records {len(run.streams)} streams "
+        f"in {run.a.segment:g} s files for {seconds:g} s"
+    )
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        H.log("stopping")
+    run.service.stop_streams(run.streams)
+
+
 def ratio(a: float, b: float) -> str:
     """``a / b`` to two places, or a dash without ``b``."""
     return f"{a / b:.2f}" if b else "–"
@@ -334,6 +350,13 @@ def main() -> None:
         help="also the service's CPU by asyncio task and SQLite call (bench/accounting)",
     )
     ap.add_argument(
+        "--hold",
+        type=float,
+        metavar="SECONDS",
+        help="measure nothing: record for SECONDS with the service's pid printed, for a "
+        "profiler to attach (perf record -p, py-spy, strace)",
+    )
+    ap.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "cdnrec-threads"), help="scratch"
     )
     args = ap.parse_args()
@@ -342,6 +365,9 @@ def main() -> None:
     try:
         run.start()
         assert run.service.proc is not None
+        if args.hold:
+            hold(run, args.hold)
+            return
         names = thread_names(run.service.proc.pid)
         for i in range(args.rounds):
             H.log(f"round {i + 1}/{args.rounds}")
