@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import av
@@ -51,6 +52,8 @@ def test_recording_is_stored_and_announced_once_per_file(
         )
         _stop(service, stream_id)
         wait_for(lambda: _all_announced(service, stream_id), 30)
+        # each file's checksum is read after its callback was queued, and follows it
+        wait_for(lambda: all(f["Sha256"] for f in describe(service, stream_id)["Files"]), 10)
         files = describe(service, stream_id)["Files"]
         bodies = receiver.records()
         assert sorted(extra(b)["FileID"] for b in bodies) == sorted(f["FileId"] for f in files)
@@ -63,18 +66,21 @@ def test_recording_is_stored_and_announced_once_per_file(
             assert int(body["begin_time"]) <= int(body["end_time"])
             assert extra(body)["TaskId"] == task_id
             assert extra(body)["Duration"] > 0
-        _check_downloads(bodies, tmp_path)
+        _check_downloads(bodies, tmp_path, {f["FileId"]: f["Sha256"] for f in files})
     finally:
         service.stop()
         publisher.stop()
 
 
-def _check_downloads(bodies: list[dict[str, str]], scratch: Path) -> None:
+def _check_downloads(bodies: list[dict[str, str]], scratch: Path, sums: dict[str, str]) -> None:
+    """Each callback's URL serves its file, with the SHA-256 its record holds (an M3U8's is
+    the playlist's); a tampered URL serves nothing."""
     with httpx.Client(timeout=10) as http:
         for body in bodies:
             url = body["replay_url"]
             response = http.get(url)
             assert response.status_code == 200, url
+            assert hashlib.sha256(response.content).hexdigest() == sums[extra(body)["FileID"]]
             if url.endswith(".m3u8"):
                 segment = next(line for line in response.text.splitlines() if line.endswith(".ts"))
                 seg = http.get(url.rsplit("/", 1)[0] + "/" + segment)

@@ -24,7 +24,7 @@ from typing import Protocol
 import structlog
 
 from cdnrec.config import RecorderSettings
-from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
+from cdnrec.engine.plan import ClosedFile, FileChecksum, OpenFile, RecordingPlan
 from cdnrec.engine.pump import Pumps
 from cdnrec.engine.recorder import Recorder
 from cdnrec.media.repair import repair
@@ -98,6 +98,9 @@ class _Listener:
     def on_file_closed(self, f: ClosedFile) -> None:
         self._put(f)
 
+    def on_file_checksum(self, c: FileChecksum) -> None:
+        self._put(c)
+
 
 class FileSink(Protocol):
     """Who takes closed files over (the publisher).
@@ -130,16 +133,20 @@ class _Run:
     worker: asyncio.Task[None]
     lost: bool = False
     open_files: dict[tuple[str, int], RecordedFile] = field(default_factory=dict)
+    hashing: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Closed files whose checksum is still to come: their row ids, by format and start."""
     detail: str = ""
     """The detail of the latest phase the recorder reported."""
 
 
 @dataclass
 class _Changes:
-    """The file records one recording's reports make: files opened, files closed."""
+    """The file records one recording's reports make: files opened, files closed, checksums
+    of files closed before (row id, SHA-256)."""
 
     opened: list[RecordedFile] = field(default_factory=list)
     closed: list[tuple[RecordedFile, Closing]] = field(default_factory=list)
+    checksums: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Supervisor:
@@ -315,9 +322,13 @@ class Supervisor:
                 run.open_files[(item.format, item.begin_ms)] = record
             elif isinstance(item, ClosedFile):
                 changes.closed.append(self._closing_of(run, item, changes))
+            elif isinstance(item, FileChecksum):
+                file_id = run.hashing.pop((item.format, item.begin_ms), None)
+                if file_id is not None:
+                    changes.checksums.append((file_id, item.sha256))
             elif isinstance(item, tuple):
                 phase = item  # only the latest phase matters
-        if changes.opened or changes.closed:
+        if changes.opened or changes.closed or changes.checksums:
             await self._write_files(run, changes)
         if phase is not None and not run.lost:  # its task is another recorder's to report
             state, detail = phase
@@ -336,6 +347,8 @@ class Supervisor:
         if record is None:
             record = self._new_file(run, item.format, "", item.begin_ms)
             changes.opened.append(record)
+        if item.sha256 is None:
+            run.hashing[(item.format, item.begin_ms)] = record.id
         closing = Closing(record.id, facts_of(item), self._expiry(run.task))
         return closed_file(record, closing), closing
 
@@ -358,7 +371,8 @@ class Supervisor:
         records = [record for record, _ in closed]
         published = await self._prepared(records)
         closings = [replace(c, published=published.get(c.file_id)) for _, c in closed]
-        queued = await self._store.files.write(opened, closings, self._now_ms())
+        checksums = [pair for changes in batch for pair in changes.checksums]
+        queued = await self._store.files.write(opened, closings, self._now_ms(), checksums)
         if self._sink is not None and records:
             self._sink.closed(records, published, queued)
 

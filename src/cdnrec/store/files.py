@@ -38,7 +38,8 @@ class FileFacts:
     duration: float
     size: int
     codecs: tuple[str, ...]
-    sha256: str
+    sha256: str | None
+    """None until the recorder read the file back (``FileRepo.write``'s ``checksums``)."""
     gaps: tuple[tuple[float, float], ...]
     repaired: bool
 
@@ -124,10 +125,15 @@ class FileRepo:
         await self.write(closed=[Closing(file_id, facts, expire_ms)])
 
     async def write(
-        self, opened: Sequence[RecordedFile] = (), closed: Sequence[Closing] = (), now_ms: int = 0
+        self,
+        opened: Sequence[RecordedFile] = (),
+        closed: Sequence[Closing] = (),
+        now_ms: int = 0,
+        checksums: Sequence[tuple[str, str]] = (),
     ) -> list[Delivery] | None:
         """Insert files that were opened, then complete files that were closed (and queue the
-        callbacks of those published, due at `now_ms`): one transaction.
+        callbacks of those published, due at `now_ms`), then set the SHA-256 of files closed
+        without one (`checksums`: row id, hex digest): one transaction.
 
         A file may be opened and closed in the same call. Returns the callbacks queued (None
         when it cannot tell which, see `insert_once`).
@@ -135,7 +141,8 @@ class FileRepo:
         queued = [c.published.delivery for c in closed if c.published and c.published.delivery]
         inserted = [_inserted(r) for r in opened]
         closes = [_closed(c) for c in closed]
-        return await transaction(self._engine, _write, inserted, closes, queued, now_ms)
+        sums = [{"p_id": file_id, "p_sha256": sha256} for file_id, sha256 in checksums]
+        return await transaction(self._engine, _write, inserted, closes, sums, queued, now_ms)
 
     async def discard(self, file_id: str) -> None:
         """Forget a file that held no media (e.g. cut before its first packet)."""
@@ -296,6 +303,9 @@ _CLOSE = (
         partial_path=None,
     )
 )
+_CHECKSUM = (
+    update(files).where(files.c.id == bindparam("p_id")).values(sha256=bindparam("p_sha256"))
+)
 
 
 def _inserted(record: RecordedFile) -> dict[str, Any]:
@@ -394,6 +404,7 @@ def _write(
     conn: Connection,
     inserted: list[dict[str, Any]],
     closes: list[dict[str, Any]],
+    sums: list[dict[str, Any]],
     queued: list[NewDelivery],
     now_ms: int,
 ) -> list[Delivery] | None:
@@ -401,6 +412,8 @@ def _write(
         conn.execute(_INSERT, inserted)
     if closes:
         conn.execute(_CLOSE, closes)
+    if sums:
+        conn.execute(_CHECKSUM, sums)
     return insert_once(conn, queued, now_ms) if queued else []
 
 

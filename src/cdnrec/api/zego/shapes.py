@@ -159,6 +159,7 @@ def task_view(task: Task, files: list[RecordedFile]) -> dict[str, Any]:
                 "EndTime": (f.end_ms or f.begin_ms) // 1000,
                 "Duration": f.duration or 0.0,
                 "Size": f.size or 0,
+                "Sha256": f.sha256 or "",
                 "Repaired": f.repaired,
             }
             for f in files

@@ -35,19 +35,22 @@ writes at once)."""
 
 def release_pages(path: Path) -> None:
     """Ask the kernel to write ``path`` back to disk and to drop from the page cache what is
-    already written back (the rest drops at a later ask). A file that is gone, or a system
-    without ``posix_fadvise``, is left alone."""
-    if not hasattr(os, "posix_fadvise"):
-        return
+    already written back (the rest drops at a later ask). A file that is gone is left alone."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        release_fd(fd)
     finally:
         os.close(fd)
+
+
+def release_fd(fd: int) -> None:
+    """``release_pages`` by an open descriptor (nothing on a system without ``posix_fadvise``)."""
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 class PageRelease:
