@@ -8,8 +8,8 @@ demuxed ``--loops`` times and remuxed to FLV files split every ``--interval`` s 
   pyav    the shared probe's loop: ``pkt.stream = out_stream; out.mux(pkt)``, output through
           FFmpeg's own file protocol
   engine  ``cdnrec.engine.recorder.Recorder._pump`` with the real ``CopyWriter`` (retiming,
-          per-file timestamps, output through a Python file object, partial → final rename,
-          sha256 at close), a listener that does nothing
+          per-file timestamps, output through a Python file object, partial → final rename),
+          a listener that does nothing
 
 and prints µs of process CPU per packet for each (best of ``--repeat``).
 

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from cdnrec.engine.plan import ClosedFile, FileChecksum, OpenFile, RecordingPlan
+from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
 from cdnrec.engine.pump import Pumps
 from cdnrec.engine.recorder import Recorder
 
@@ -45,9 +45,6 @@ class NullListener:
 
     def on_file_closed(self, f: ClosedFile) -> None:
         self.closed += 1
-
-    def on_file_checksum(self, c: FileChecksum) -> None:
-        return
 
 
 def main() -> int:

@@ -177,7 +177,6 @@ class BurstRecorder:
             duration=(end_ms - begin_ms) / 1000,
             size=len(data),
             codecs=("h264", "aac"),
-            sha256="0" * 64,
         )
 
     def run(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from pathlib import Path
 
 import av
@@ -169,6 +170,34 @@ def test_a_recording_that_cannot_write_fails_the_task_with_the_reason(
         assert again["Data"]["Tencent"][0]["TaskId"] != task["TaskId"], (
             "a failed task is not reused"
         )
+    finally:
+        service.stop()
+        publisher.stop()
+
+
+def test_files_left_without_a_checksum_are_read_back_at_the_next_start(
+    tmp_path: Path, origin: NginxRtmp, av_clip: Path, receiver: Receiver, stream_id: str
+) -> None:
+    """A process that stops between a file's callback and its checksum leaves the file without
+    one (here: its checksums are erased while the service is down); the next start reads the
+    files back."""
+    publisher = publish(av_clip, origin.url(stream_id))
+    settings = recording_settings(tmp_path, origin, receiver.url, formats=("flv", "m3u8"))
+    service = RunningService(settings).start()
+    try:
+        _start(service, stream_id)
+        wait_for(lambda: len(receiver.records()) >= 2, 40)
+        _stop(service, stream_id)
+        wait_for(lambda: _all_announced(service, stream_id), 30)
+        wait_for(lambda: all(f["Sha256"] for f in describe(service, stream_id)["Files"]), 10)
+        before = {f["FileId"]: f["Sha256"] for f in describe(service, stream_id)["Files"]}
+        service.stop()
+        with sqlite3.connect(tmp_path / "cdnrec.db") as db:
+            assert db.execute("UPDATE files SET sha256 = NULL").rowcount == len(before)
+        service = RunningService(settings).start()
+        wait_for(lambda: all(f["Sha256"] for f in describe(service, stream_id)["Files"]), 20)
+        after = {f["FileId"]: f["Sha256"] for f in describe(service, stream_id)["Files"]}
+        assert after == before
     finally:
         service.stop()
         publisher.stop()

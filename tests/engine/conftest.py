@@ -6,7 +6,6 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from tests.support.media import PacketIndex, make_clip
 from tests.support.origins import NginxRtmp, nginx_missing
 
-from cdnrec.engine.plan import ClosedFile, FileChecksum, OpenFile, RecordingPlan
+from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
 from cdnrec.engine.pump import Pumps
 from cdnrec.engine.recorder import Recorder
 
@@ -93,17 +92,6 @@ class Collector:
         with self.cond:
             self.closed.append(f)
             self.closed_on.append(threading.current_thread().name)
-            self.cond.notify_all()
-
-    def on_file_checksum(self, c: FileChecksum) -> None:
-        """Fill in the checksum of a file closed before (there must be one without it)."""
-        with self.cond:
-            i = next(
-                i
-                for i, f in enumerate(self.closed)
-                if (f.format, f.begin_ms, f.sha256) == (c.format, c.begin_ms, None)
-            )
-            self.closed[i] = replace(self.closed[i], sha256=c.sha256)
             self.cond.notify_all()
 
     def wait(self, pred: Callable[[Collector], bool], timeout: float = 20.0) -> None:

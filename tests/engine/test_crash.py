@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +99,10 @@ def test_kill_9_then_repair_every_format(
         proc.wait()
     finally:
         pub.stop()
-    sums: dict[tuple[str, int], str] = {}
     for line in out.splitlines():
         ev = json.loads(line)
         if ev["event"] == "closed":
             closed.append(closed_from(ev))
-        elif ev["event"] == "checksum":
-            sums[(ev["format"], ev["begin_ms"])] = ev["sha256"]
-    # a file killed between its close and its checksum has none (its record keeps none)
-    closed = [replace(c, sha256=c.sha256 or sums.get((c.format, c.begin_ms))) for c in closed]
 
     partials = find_partials(root)
     # A kill just after a split keyframe, before the next read, leaves two partials of a video
@@ -139,7 +133,7 @@ def test_kill_9_then_repair_every_format(
             key=lambda c: c.begin_ms,
         )
         for i, f in enumerate(files):
-            check_file(f, root, kinds, last=i == len(files) - 1, checksum=False)
+            check_file(f, root, kinds, last=i == len(files) - 1)
         got = sum(f.duration for f in files)
         assert got >= elapsed - 2.0, (fmt, got, elapsed)
         if fmt != "mp3":

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cdnrec.engine.plan import ClosedFile, FileChecksum, OpenFile, RecordingPlan
+from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
 from cdnrec.engine.recorder import Recorder
 
 
@@ -28,9 +28,6 @@ class _Printer:
 
     def on_file_closed(self, f: ClosedFile) -> None:
         self._emit("closed", asdict(f))
-
-    def on_file_checksum(self, c: FileChecksum) -> None:
-        self._emit("checksum", asdict(c))
 
 
 def main() -> None:

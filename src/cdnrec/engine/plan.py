@@ -69,19 +69,8 @@ class ClosedFile:
     duration: float
     size: int
     codecs: tuple[str, ...]
-    sha256: str | None
-    """None: reported after the file, as a ``FileChecksum`` (decision 0014)."""
     gaps: tuple[tuple[float, float], ...] = ()
     repaired: bool = False
-
-
-@dataclass(frozen=True)
-class FileChecksum:
-    """The SHA-256 of a file reported closed without one, which it names by format and start."""
-
-    format: str
-    begin_ms: int
-    sha256: str
 
 
 class RecordingListener(Protocol):
@@ -95,6 +84,3 @@ class RecordingListener(Protocol):
 
     def on_file_closed(self, f: ClosedFile) -> None:
         """A file is complete at its final path."""
-
-    def on_file_checksum(self, c: FileChecksum) -> None:
-        """The checksum of a file reported closed before (read back after the report)."""

@@ -10,7 +10,7 @@ recordings in a schedule, wakes when the earliest is due, and steps every one du
 
 A recording's own thread still connects, retries and closes (work that may block for seconds);
 while its pull is pumped it sleeps without a timeout, which costs nothing, and finishes the files
-its pump closed (``Job.defer``: renaming, the checksum, the announcement). Pulls that block in
+its pump closed (``Job.defer``: renaming, the announcement). Pulls that block in
 their reads (FFmpeg's) never yield and are stepped in their own thread (``drive``).
 """
 

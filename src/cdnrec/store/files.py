@@ -39,7 +39,7 @@ class FileFacts:
     size: int
     codecs: tuple[str, ...]
     sha256: str | None
-    """None until the recorder read the file back (``FileRepo.write``'s ``checksums``)."""
+    """None for a recorded file until it is read back (``FileRepo.set_checksums``)."""
     gaps: tuple[tuple[float, float], ...]
     repaired: bool
 
@@ -125,15 +125,10 @@ class FileRepo:
         await self.write(closed=[Closing(file_id, facts, expire_ms)])
 
     async def write(
-        self,
-        opened: Sequence[RecordedFile] = (),
-        closed: Sequence[Closing] = (),
-        now_ms: int = 0,
-        checksums: Sequence[tuple[str, str]] = (),
+        self, opened: Sequence[RecordedFile] = (), closed: Sequence[Closing] = (), now_ms: int = 0
     ) -> list[Delivery] | None:
         """Insert files that were opened, then complete files that were closed (and queue the
-        callbacks of those published, due at `now_ms`), then set the SHA-256 of files closed
-        without one (`checksums`: row id, hex digest): one transaction.
+        callbacks of those published, due at `now_ms`): one transaction.
 
         A file may be opened and closed in the same call. Returns the callbacks queued (None
         when it cannot tell which, see `insert_once`).
@@ -141,8 +136,7 @@ class FileRepo:
         queued = [c.published.delivery for c in closed if c.published and c.published.delivery]
         inserted = [_inserted(r) for r in opened]
         closes = [_closed(c) for c in closed]
-        sums = [{"p_id": file_id, "p_sha256": sha256} for file_id, sha256 in checksums]
-        return await transaction(self._engine, _write, inserted, closes, sums, queued, now_ms)
+        return await transaction(self._engine, _write, inserted, closes, queued, now_ms)
 
     async def discard(self, file_id: str) -> None:
         """Forget a file that held no media (e.g. cut before its first packet)."""
@@ -162,6 +156,27 @@ class FileRepo:
         await transaction(
             self._engine, _execute, update(files).where(where).values(state=state.value)
         )
+
+    async def set_checksums(self, sums: Sequence[tuple[str, str]]) -> None:
+        """Set the SHA-256 of live files by key (key, hex digest), in one statement."""
+        params = [{"p_key": key, "p_sha256": sha256} for key, sha256 in sums]
+        await transaction(self._engine, _execute_many, _CHECKSUM, params)
+
+    async def without_checksum(self, limit: int = 1000) -> list[RecordedFile]:
+        """Recorded files complete on disk whose checksum was never written (the process that
+        closed them stopped before reading them back), oldest first."""
+        query = (
+            select(files)
+            .where(
+                files.c.sha256.is_(None),
+                files.c.kind == "recording",
+                files.c.state.in_(_COMPLETE),
+            )
+            .order_by(files.c.created_ms)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_file(r._mapping) for r in await conn.execute(query)]
 
     async def announced(self, file_id: str) -> None:
         """A stored file's callback is done (delivered or given up); deleted files stay deleted."""
@@ -304,8 +319,11 @@ _CLOSE = (
     )
 )
 _CHECKSUM = (
-    update(files).where(files.c.id == bindparam("p_id")).values(sha256=bindparam("p_sha256"))
+    update(files)
+    .where(files.c.key == bindparam("p_key"), files.c.state != FileState.DELETED.value)
+    .values(sha256=bindparam("p_sha256"))
 )
+_COMPLETE = (FileState.CLOSED.value, FileState.STORED.value, FileState.ANNOUNCED.value)
 
 
 def _inserted(record: RecordedFile) -> dict[str, Any]:
@@ -404,7 +422,6 @@ def _write(
     conn: Connection,
     inserted: list[dict[str, Any]],
     closes: list[dict[str, Any]],
-    sums: list[dict[str, Any]],
     queued: list[NewDelivery],
     now_ms: int,
 ) -> list[Delivery] | None:
@@ -412,10 +429,13 @@ def _write(
         conn.execute(_INSERT, inserted)
     if closes:
         conn.execute(_CLOSE, closes)
-    if sums:
-        conn.execute(_CHECKSUM, sums)
     return insert_once(conn, queued, now_ms) if queued else []
 
 
 def _execute(conn: Connection, statement: Executable) -> None:
     conn.execute(statement)
+
+
+def _execute_many(conn: Connection, statement: Executable, params: list[dict[str, Any]]) -> None:
+    if params:
+        conn.execute(statement, params)

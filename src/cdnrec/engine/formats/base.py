@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,11 +13,9 @@ from typing import Any, Protocol
 import av
 
 from cdnrec.engine.flv.tags import Tag
-from cdnrec.engine.formats.pages import PageRelease, release_fd
-from cdnrec.engine.layout import Layout, PartialInfo, remove_partial, sha256_of
-from cdnrec.engine.plan import ClosedFile, FileChecksum, OpenFile, RecordingListener
-
-log = logging.getLogger(__name__)
+from cdnrec.engine.formats.pages import PageRelease
+from cdnrec.engine.layout import Layout, PartialInfo, remove_partial
+from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingListener
 
 VIDEO, AUDIO = 0, 1
 """Kinds of media: index into ``Inputs.streams``."""
@@ -260,35 +256,14 @@ def finish_file(
     gaps: tuple[tuple[float, float], ...] = (),
     repaired: bool = False,
 ) -> None:
-    """Move a closed single-file partial to its final path and announce it, then its checksum
-    (``ctx.defer``: not on a pump thread).
-
-    The file is announced before its checksum is read (decision 0014): the SHA-256 reads the
-    whole file back, tens of megabytes to gigabytes at ZEGO's intervals, and its callback waits
-    for the file to be complete and stored, not for its checksum. The file is opened before it
-    is announced, as a storage target may remove it once stored (S3)."""
+    """Move a closed single-file partial to its final path and announce it (``ctx.defer``: on
+    the recording's own thread, not on a pump thread)."""
 
     def finish() -> None:
-        closed = finalize(ctx.layout, info, end_ms, duration, codecs, gaps, repaired, digest=False)
-        with closed.path.open("rb") as f:
-            ctx.listener.on_file_closed(closed)
-            sha256 = checksum_of(f)
-        if sha256 is not None:
-            ctx.listener.on_file_checksum(FileChecksum(closed.format, closed.begin_ms, sha256))
+        closed = finalize(ctx.layout, info, end_ms, duration, codecs, gaps, repaired)
+        ctx.listener.on_file_closed(closed)
 
     ctx.defer(finish)
-
-
-def checksum_of(f: io.BufferedReader) -> str | None:
-    """SHA-256 of an open file (None, logged, when it cannot be read: the file stays announced
-    without one); its pages then leave the page cache (decision 0011)."""
-    try:
-        sha256 = hashlib.file_digest(f, "sha256").hexdigest()
-    except OSError as e:
-        log.warning("checksum of %s failed: %s", f.name, e)
-        return None
-    release_fd(f.fileno())
-    return sha256
 
 
 def finalize(
@@ -299,11 +274,8 @@ def finalize(
     codecs: tuple[str, ...],
     gaps: tuple[tuple[float, float], ...],
     repaired: bool,
-    *,
-    digest: bool = True,
 ) -> ClosedFile:
-    """Rename a complete single-file partial to its final name; returns its record (with its
-    SHA-256 when ``digest``)."""
+    """Rename a complete single-file partial to its final name; returns its record."""
     final = layout.reserve_final(info, end_ms)
     os.replace(info.path, final)
     remove_partial(info)
@@ -316,7 +288,6 @@ def finalize(
         duration=round(duration, 3),
         size=final.stat().st_size,
         codecs=codecs,
-        sha256=sha256_of(final) if digest else None,
         gaps=gaps,
         repaired=repaired,
     )

@@ -22,7 +22,7 @@ from cdnrec.engine.formats.base import (
     buffer_size,
 )
 from cdnrec.engine.formats.pages import release_pages
-from cdnrec.engine.layout import Layout, PartialInfo, remove_partial, segments_dir, sha256_of
+from cdnrec.engine.layout import Layout, PartialInfo, remove_partial, segments_dir
 from cdnrec.engine.plan import ClosedFile
 
 PLAYLIST = "index.m3u8"
@@ -110,7 +110,6 @@ def finalize_hls(
         duration=round(sum(s.duration for s in segments), 3),
         size=size,
         codecs=codecs,
-        sha256=sha256_of(final),
         gaps=gaps,
         repaired=repaired,
     )
