@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
 from cdnrec.config import Settings
+from cdnrec.engine.checksums import Checksums
 from cdnrec.storage import Storages
 from tests.support.pages import needs_fincore, resident
 
@@ -39,3 +41,29 @@ def test_stored_files_and_segments_leave_the_page_cache(tmp_path: Path) -> None:
     assert resident(playlist) == 0
     assert flv.read_bytes() == data, "the bytes are on disk, read back from it"
     assert (segments / "00000.ts").read_bytes() == data[: 1 << 20]
+
+
+def test_a_recording_read_back_for_its_checksum_is_read_from_the_cache_then_dropped(
+    tmp_path: Path,
+) -> None:
+    """Stored for a reader (``read_next``), a file keeps its pages until its checksum is read:
+    the checksum does not read back from disk what was just written, and drops them after."""
+    settings = Settings.model_validate({"server": {"data_dir": str(tmp_path)}})
+    storages = Storages(settings)
+    root = storages.local.root
+    data = os.urandom(4 << 20)
+    flv = root / "1/s/b.flv"
+    flv.parent.mkdir(parents=True)
+    flv.write_bytes(data)
+    if resident(flv) == 0:
+        pytest.skip("this filesystem keeps written files out of the page cache")
+
+    asyncio.run(storages.local.store("1/s/b.flv", read_next=True))
+    assert resident(flv) == len(data)
+
+    sums: list[tuple[str, str]] = []
+    checksums = Checksums(sums.extend)
+    checksums.add(flv, "1/s/b.flv")
+    assert checksums.close(timeout=30)
+    assert sums == [("1/s/b.flv", hashlib.sha256(data).hexdigest())]
+    assert resident(flv) == 0

@@ -77,7 +77,8 @@ class Publisher:
         try:
             assert file.key is not None
             async with self._slots:
-                await self._storages.local.store(file.key)
+                # a recording is read back for its checksum next, which drops its pages
+                await self._storages.local.store(file.key, read_next=file.kind == "recording")
             delivery = await self._delivery_for(file, self._storages.local)
         except Exception as exc:
             log.warning("publish.prepare_failed", file=file.id, key=file.key, error=str(exc))

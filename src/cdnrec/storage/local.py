@@ -31,15 +31,17 @@ class LocalStorage:
             return None
         return path
 
-    async def store(self, key: str) -> None:
-        """Make the file (and an M3U8's segments) durable on disk."""
-        await asyncio.to_thread(self._store, key)
+    async def store(self, key: str, *, read_next: bool = False) -> None:
+        """Make the file (and an M3U8's segments) durable on disk. With ``read_next`` the file's
+        own pages stay in the page cache: its reader drops them (a recording's checksum,
+        decision 0014)."""
+        await asyncio.to_thread(self._store, key, read_next)
 
-    def _store(self, key: str) -> None:
+    def _store(self, key: str, read_next: bool = False) -> None:
         path = self.path_of(key)
         if path is None:
             raise ValueError(f"key {key!r} is outside the storage root")
-        _fsync_tree(path)
+        _fsync_tree(path, keep=read_next)
 
     async def delete(self, key: str) -> None:
         """Remove the file (and an M3U8's segments)."""
@@ -77,8 +79,8 @@ def _fsync(path: Path, *, release: bool = True) -> None:
         os.close(fd)
 
 
-def _fsync_tree(path: Path) -> None:
-    _fsync(path)
+def _fsync_tree(path: Path, *, keep: bool = False) -> None:
+    _fsync(path, release=not keep)
     segments = path.with_suffix("") if path.suffix == ".m3u8" else None
     if segments is not None and segments.is_dir():
         for child in segments.iterdir():
