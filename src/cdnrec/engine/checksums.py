@@ -10,6 +10,7 @@ go first, and the checksum follows, within seconds when the machine has room.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -18,12 +19,17 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import structlog
+
 from cdnrec.engine.formats.pages import release_fd
+from cdnrec.store import RecordedFile
+from cdnrec.store.files import FileRepo
 
 log = logging.getLogger(__name__)
+slog = structlog.get_logger("cdnrec.engine")
 
 Report = Callable[[list[tuple[str, str]]], None]
 """Receives checksums as (key, SHA-256 hex digest), on the checksum thread."""
@@ -98,6 +104,62 @@ class Checksums:
             self._report(sums)
         except Exception:
             log.exception("checksums: reporting %d failed", len(sums))
+
+
+class ReadBack:
+    """Has recorded files read back for their checksum (``Checksums``) and writes the digests
+    into the store. Used on the event loop."""
+
+    def __init__(self, files: FileRepo, root: Path) -> None:
+        self._files = files
+        self._root = root
+        self._checksums = Checksums(self._read)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def add(self, records: Iterable[RecordedFile]) -> None:
+        """Read back files whose close is written (before a storage target may take them)."""
+        self._loop = asyncio.get_running_loop()
+        for record in records:
+            if record.key is not None:
+                self._checksums.add(self._root / record.key, record.key)
+
+    async def sweep(self) -> None:
+        """Read back the recordings that a process stopped before it wrote their checksums
+        (those whose storage target took them from this folder are left without)."""
+        try:
+            missing = await self._files.without_checksum()
+        except Exception:
+            slog.exception("checksums.sweep_failed")
+            return
+        present = [f for f in missing if f.key and (self._root / f.key).is_file()]
+        if present:
+            slog.info("checksums.missing", files=len(present))
+            self.add(present)
+
+    async def close(self, grace: float) -> None:
+        """Read and write what was handed in, for up to ``grace`` seconds (what is left is read
+        at the next start)."""
+        await asyncio.to_thread(self._checksums.close, grace)
+        while self._writes:
+            await asyncio.wait(set(self._writes))
+
+    def _read(self, sums: list[tuple[str, str]]) -> None:
+        """Checksums were read (on the checksum thread): write them on the loop."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._write, sums)
+
+    def _write(self, sums: list[tuple[str, str]]) -> None:
+        task = asyncio.create_task(self._store(sums))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _store(self, sums: list[tuple[str, str]]) -> None:
+        try:
+            await self._files.set_checksums(sums)
+        except Exception:  # read again at the next start
+            slog.exception("checksums.write_failed", files=len(sums))
 
 
 def _digest(f: io.BufferedReader, key: str) -> str | None:

@@ -3,7 +3,7 @@ native pulls of all of them read by a few shared pump threads).
 
 It reports what recorders do (files opened and closed, phases, the end of a task) into the store
 and hands closed files to whoever takes them over (the publisher), then has them read back for
-their checksum by a thread of low priority (``Checksums``, decision 0014). The file reports of all
+their checksum by a thread of low priority (``ReadBack``, decision 0014). The file reports of all
 recordings are written together, a transaction per round rather than per file, and a closed file
 that the publisher made durable at once is written stored, with its callback, in that same
 transaction. Leases are renewed in the heartbeat's transaction, a third of the lease apart; a
@@ -25,7 +25,7 @@ from typing import Protocol
 import structlog
 
 from cdnrec.config import RecorderSettings
-from cdnrec.engine.checksums import Checksums
+from cdnrec.engine.checksums import ReadBack
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
 from cdnrec.engine.pump import Pumps
 from cdnrec.engine.recorder import Recorder
@@ -174,9 +174,7 @@ class Supervisor:
         self._pumps = Pumps(settings.pump_threads) if settings.pump_threads else None
         self._files = GroupCommit(self._write_batch)
         self._tasks = GroupCommit(self._store.tasks.apply)
-        self._checksums = Checksums(self._checksummed)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._checksum_writes: set[asyncio.Task[None]] = set()
+        self._read_back = ReadBack(store.files, storage_root)
         self._swept = False
 
     def _now_ms(self) -> int:
@@ -241,10 +239,9 @@ class Supervisor:
     async def tick(self, *, poll: bool = True) -> None:
         """One round: say it is alive and renew leases (a third of the lease apart), then
         (``poll``) stop what was stopped and claim new tasks."""
-        self._loop = asyncio.get_running_loop()
         if not self._swept:
             self._swept = True
-            await self._read_back_missing()
+            await self._read_back.sweep()
         if self._clock() >= self._next_heartbeat:
             await self.heartbeat()
         if not poll:
@@ -369,45 +366,9 @@ class Supervisor:
         published = await self._prepared(records)
         closings = [replace(c, published=published.get(c.file_id)) for _, c in closed]
         queued = await self._store.files.write(opened, closings, self._now_ms())
-        self._read_back(records)  # before the sink may take them away
+        self._read_back.add(records)  # before the sink may take them away
         if self._sink is not None and records:
             self._sink.closed(records, published, queued)
-
-    def _read_back(self, records: list[RecordedFile]) -> None:
-        """Have the checksums of files whose close is written read back."""
-        for record in records:
-            if record.key is not None:
-                self._checksums.add(self._root / record.key, record.key)
-
-    async def _read_back_missing(self) -> None:
-        """Read back the files that a process stopped before it wrote their checksums (those
-        whose storage target took them away are left without)."""
-        try:
-            missing = await self._store.files.without_checksum()
-        except Exception:
-            log.exception("supervisor.checksum_sweep_failed")
-            return
-        present = [f for f in missing if f.key and (self._root / f.key).is_file()]
-        if present:
-            log.info("supervisor.checksums_missing", files=len(present))
-            self._read_back(present)
-
-    def _checksummed(self, sums: list[tuple[str, str]]) -> None:
-        """Checksums were read (on the checksum thread): write them."""
-        loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._write_checksums, sums)
-
-    def _write_checksums(self, sums: list[tuple[str, str]]) -> None:
-        task = asyncio.create_task(self._store_checksums(sums))
-        self._checksum_writes.add(task)
-        task.add_done_callback(self._checksum_writes.discard)
-
-    async def _store_checksums(self, sums: list[tuple[str, str]]) -> None:
-        try:
-            await self._store.files.set_checksums(sums)
-        except Exception:  # read again by the next process's sweep
-            log.exception("supervisor.checksums_failed", files=len(sums))
 
     async def _prepared(self, records: list[RecordedFile]) -> dict[str, Published]:
         """What the sink made of closed files; nothing when it fails (they are written closed
@@ -459,7 +420,7 @@ class Supervisor:
             log.info("supervisor.repaired", task=task.id, key=closed.key)
             closing = Closing(record.id, facts_of(closed), self._expiry(task))
             await self._store.files.write(closed=[closing])
-            self._read_back([closed_file(record, closing)])
+            self._read_back.add([closed_file(record, closing)])
             if self._sink is not None:
                 self._sink.closed([closed_file(record, closing)], {}, [])
 
@@ -473,10 +434,7 @@ class Supervisor:
         if workers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*workers), grace)
-        # the checksums of the last files: those not read in time are read at the next start
-        await asyncio.to_thread(self._checksums.close, grace)
-        while self._checksum_writes:
-            await asyncio.wait(set(self._checksum_writes))
+        await self._read_back.close(grace)
         await self._store.tasks.release(self.owner)
         with contextlib.suppress(Exception):
             await self._store.recorders.gone(self.owner)
