@@ -17,14 +17,20 @@ from tests.support.pages import needs_fincore, resident
 pytestmark = needs_fincore
 
 
-def test_stored_files_and_segments_leave_the_page_cache(tmp_path: Path) -> None:
-    settings = Settings.model_validate({"server": {"data_dir": str(tmp_path)}})
-    storages = Storages(settings)
-    root = storages.local.root
+def _written(tmp_path: Path, key: str) -> tuple[Storages, Path, bytes]:
+    """The storages of a service in ``tmp_path``, and 4 MB just written at ``key`` (in the
+    page cache)."""
+    storages = Storages(Settings.model_validate({"server": {"data_dir": str(tmp_path)}}))
     data = os.urandom(4 << 20)
-    flv = root / "1/s/a.flv"
-    flv.parent.mkdir(parents=True)
-    flv.write_bytes(data)
+    path = storages.local.root / key
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    return storages, path, data
+
+
+def test_stored_files_and_segments_leave_the_page_cache(tmp_path: Path) -> None:
+    storages, flv, data = _written(tmp_path, "1/s/a.flv")
+    root = storages.local.root
     segments = root / "1/s/p"
     segments.mkdir()
     (segments / "00000.ts").write_bytes(data[: 1 << 20])
@@ -48,13 +54,7 @@ def test_a_recording_read_back_for_its_checksum_is_read_from_the_cache_then_drop
 ) -> None:
     """Stored for a reader (``read_next``), a file keeps its pages until its checksum is read:
     the checksum does not read back from disk what was just written, and drops them after."""
-    settings = Settings.model_validate({"server": {"data_dir": str(tmp_path)}})
-    storages = Storages(settings)
-    root = storages.local.root
-    data = os.urandom(4 << 20)
-    flv = root / "1/s/b.flv"
-    flv.parent.mkdir(parents=True)
-    flv.write_bytes(data)
+    storages, flv, data = _written(tmp_path, "1/s/b.flv")
     if resident(flv) == 0:
         pytest.skip("this filesystem keeps written files out of the page cache")
 
