@@ -7,6 +7,9 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
+import cdnrec.engine.checksums as checksums_module
 from cdnrec.engine.checksums import Checksums
 
 
@@ -95,3 +98,32 @@ def test_reports_come_while_files_keep_coming_and_the_thread_runs_at_nice_19(
     assert nice
     assert all(n == 19 for n in nice)
     assert checksums.close(timeout=1)  # closing twice is harmless
+
+
+def test_only_so_many_waiting_files_are_held_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``OPEN_AHEAD`` files waiting, a file is opened when it is read: one removed by then
+    is skipped, where one opened ahead is still read."""
+    monkeypatch.setattr(checksums_module, "OPEN_AHEAD", 2)
+    data = _files(tmp_path, 6, 1000)
+    keys = list(data)
+    sums = Sums()
+    reporting = threading.Event()
+    go_on = threading.Event()
+
+    def report(batch: list[tuple[str, str]]) -> None:
+        sums(batch)
+        reporting.set()
+        assert go_on.wait(10)
+
+    checksums = Checksums(report, every=0.0)
+    checksums.add(tmp_path / keys[0], keys[0])
+    assert reporting.wait(10)  # the thread is busy reporting the first file
+    for key in keys[1:]:
+        checksums.add(tmp_path / key, key)
+    for key in keys:
+        (tmp_path / key).unlink()
+    go_on.set()
+    assert checksums.close(timeout=30)
+    assert sums.all() == {k: hashlib.sha256(data[k]).hexdigest() for k in keys[:3]}

@@ -37,6 +37,10 @@ Report = Callable[[list[tuple[str, str]]], None]
 EVERY = 1.0
 """Seconds between two reports while files keep coming (one write of the store each)."""
 
+OPEN_AHEAD = 64
+"""Files kept open while they wait to be read; those handed in beyond are opened when read (a
+thread starved of CPU must not hold a descriptor per file of the whole machine's backlog)."""
+
 _TIMEOUT = object()
 
 
@@ -46,24 +50,33 @@ class Checksums:
     def __init__(self, report: Report, *, every: float = EVERY) -> None:
         self._report = report
         self._every = every
-        self._queue: queue.SimpleQueue[tuple[io.BufferedReader, str] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[io.BufferedReader | Path, str] | None]
+        self._queue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._open = 0
+        """Files opened by ``add`` and not read yet."""
 
     def add(self, path: Path, key: str) -> None:
-        """Read ``path`` back for the file stored at ``key``. It is opened now: a storage target
-        may remove it once stored (S3 staging). A file that cannot be opened is logged and left
-        without a checksum."""
-        try:
-            f = path.open("rb")
-        except OSError as e:
-            log.warning("checksum of %s skipped: %s", key, e)
-            return
+        """Read ``path`` back for the file stored at ``key``. It is opened now (up to
+        ``OPEN_AHEAD`` waiting files): a storage target may remove it once stored (S3 staging).
+        A file that cannot be opened is logged and left without a checksum."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="checksums", daemon=True)
                 self._thread.start()
-        self._queue.put((f, key))
+            ahead = self._open < OPEN_AHEAD
+            if ahead:
+                self._open += 1
+        if ahead:
+            f = _opened(path, key)
+            if f is None:
+                with self._lock:
+                    self._open -= 1
+                return
+            self._queue.put((f, key))
+        else:
+            self._queue.put((path, key))
 
     def close(self, timeout: float) -> bool:
         """Read and report what was handed in, then stop the thread; False when it was still
@@ -89,15 +102,22 @@ class Checksums:
             if item is None:
                 break
             if isinstance(item, tuple):
-                f, key = item
-                digest = _digest(f, key)
+                digest = self._read(*item)
                 if digest is not None:
-                    pending.append((key, digest))
+                    pending.append((item[1], digest))
             if pending and time.monotonic() - last >= self._every:
                 self._send(pending)
                 pending, last = [], time.monotonic()
         if pending:
             self._send(pending)
+
+    def _read(self, file: io.BufferedReader | Path, key: str) -> str | None:
+        if isinstance(file, Path):
+            opened = _opened(file, key)
+            return None if opened is None else _digest(opened, key)
+        with self._lock:
+            self._open -= 1
+        return _digest(file, key)
 
     def _send(self, sums: list[tuple[str, str]]) -> None:
         try:
@@ -160,6 +180,14 @@ class ReadBack:
             await self._files.set_checksums(sums)
         except Exception:  # read again at the next start
             slog.exception("checksums.write_failed", files=len(sums))
+
+
+def _opened(path: Path, key: str) -> io.BufferedReader | None:
+    try:
+        return path.open("rb")
+    except OSError as e:
+        log.warning("checksum of %s skipped: %s", key, e)
+        return None
 
 
 def _digest(f: io.BufferedReader, key: str) -> str | None:
