@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import logging
 import os
 import queue
 import threading
@@ -28,8 +27,7 @@ from cdnrec.engine.formats.pages import release_fd
 from cdnrec.store import RecordedFile
 from cdnrec.store.files import FileRepo
 
-log = logging.getLogger(__name__)
-slog = structlog.get_logger("cdnrec.engine")
+log = structlog.get_logger("cdnrec.engine")
 
 Report = Callable[[list[tuple[str, str]]], None]
 """Receives checksums as (key, SHA-256 hex digest), on the checksum thread."""
@@ -123,7 +121,7 @@ class Checksums:
         try:
             self._report(sums)
         except Exception:
-            log.exception("checksums: reporting %d failed", len(sums))
+            log.exception("checksums.report_failed", files=len(sums))
 
 
 class ReadBack:
@@ -150,11 +148,11 @@ class ReadBack:
         try:
             missing = await self._files.without_checksum()
         except Exception:
-            slog.exception("checksums.sweep_failed")
+            log.exception("checksums.sweep_failed")
             return
         present = [f for f in missing if f.key and (self._root / f.key).is_file()]
         if present:
-            slog.info("checksums.missing", files=len(present))
+            log.info("checksums.missing", files=len(present))
             self.add(present)
 
     async def close(self, grace: float) -> None:
@@ -179,14 +177,14 @@ class ReadBack:
         try:
             await self._files.set_checksums(sums)
         except Exception:  # read again at the next start
-            slog.exception("checksums.write_failed", files=len(sums))
+            log.exception("checksums.write_failed", files=len(sums))
 
 
 def _opened(path: Path, key: str) -> io.BufferedReader | None:
     try:
         return path.open("rb")
     except OSError as e:
-        log.warning("checksum of %s skipped: %s", key, e)
+        log.warning("checksums.skipped", key=key, error=str(e))
         return None
 
 
@@ -197,7 +195,7 @@ def _digest(f: io.BufferedReader, key: str) -> str | None:
         try:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
         except OSError as e:
-            log.warning("checksum of %s failed: %s", key, e)
+            log.warning("checksums.read_failed", key=key, error=str(e))
             return None
         release_fd(f.fileno())
         return digest
