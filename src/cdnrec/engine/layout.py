@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,11 +49,14 @@ class Layout:
 
     def partial_path(self, recording_id: str, fmt: str, begin_ms: int) -> Path:
         """Path of a new partial file (for ``m3u8``: a directory) of this recording."""
-        rid = _SAFE.sub("_", recording_id)[:120] or "recording"
         name = (
             f"{fmt}_{begin_ms}.hls" if fmt == "m3u8" else f"{fmt}_{begin_ms}.{EXTENSIONS[fmt]}.part"
         )
-        return self.root / PARTIAL_DIR / rid / name
+        return self._partials(recording_id) / name
+
+    def _partials(self, recording_id: str) -> Path:
+        """The folder of one recording's partials."""
+        return self.root / PARTIAL_DIR / (_SAFE.sub("_", recording_id)[:120] or "recording")
 
     def register_partial(self, info: PartialInfo) -> None:
         """Create the partial's folder and write its sidecar (atomically)."""
@@ -95,13 +99,22 @@ class Layout:
 
     def find_partials(self) -> list[PartialInfo]:
         """Every partial file under the root that has a sidecar (orphans after a crash)."""
-        found = []
-        for side in sorted((self.root / PARTIAL_DIR).glob("*/*.json")):
-            try:
-                found.append(read_sidecar(side))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return found
+        return _sidecars((self.root / PARTIAL_DIR).glob("*/*.json"))
+
+    def partials_of(self, recording_id: str) -> list[PartialInfo]:
+        """The partials of one recording that have a sidecar (once it ended: left by a crash)."""
+        return _sidecars(self._partials(recording_id).glob("*.json"))
+
+
+def _sidecars(sides: Iterable[Path]) -> list[PartialInfo]:
+    """The partials these sidecars describe, in name order (unreadable ones left out)."""
+    found = []
+    for side in sorted(sides):
+        try:
+            found.append(read_sidecar(side))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def _take(path: Path, with_segments: bool) -> bool:

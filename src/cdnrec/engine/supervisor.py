@@ -26,6 +26,7 @@ import structlog
 
 from cdnrec.config import RecorderSettings
 from cdnrec.engine.checksums import ReadBack
+from cdnrec.engine.layout import Layout, PartialInfo
 from cdnrec.engine.plan import ClosedFile, OpenFile, RecordingPlan
 from cdnrec.engine.pump import Pumps
 from cdnrec.engine.recorder import Recorder
@@ -40,13 +41,18 @@ from cdnrec.store.tasks import Poll, TaskUpdate
 log = structlog.get_logger("cdnrec.engine")
 
 
+def recording_id(task_id: str, attempt: int) -> str:
+    """The name of a task's recording by one of its attempts (its partials' folder)."""
+    return f"{task_id}-{attempt}"
+
+
 def plan_for(
     task: Task, storage_root: Path, path_template: str, *, native_pull: bool = True
 ) -> RecordingPlan:
     """The recording plan of a stored task."""
     config = task.config
     return RecordingPlan(
-        recording_id=f"{task.id}-{task.attempts}",
+        recording_id=recording_id(task.id, task.attempts),
         app_id=task.app_id,
         stream_id=task.stream_id,
         sources=config.sources,
@@ -142,6 +148,44 @@ class _Changes:
 
     opened: list[RecordedFile] = field(default_factory=list)
     closed: list[tuple[RecordedFile, Closing]] = field(default_factory=list)
+
+
+SPLIT_WAIT = 0.5
+"""Seconds the record of a file opened at a split waits for the close of the file before it,
+so that both are written in one transaction. The next file opens a moment before the previous
+one closes (which waits for the other streams' packets older than the split); writing the open
+alone cost a transaction per split. A crash in that moment leaves the new file's first fraction
+of a second without a record (not repaired), as the moment before its record is written did."""
+
+
+async def _reports(run: _Run, queue: asyncio.Queue[object]) -> list[object]:
+    """The reports a recorder made since the last call (at least one); those of a split are
+    taken together (``SPLIT_WAIT``)."""
+    items = [await queue.get()]
+    _drain(queue, items)
+    deadline = time.monotonic() + SPLIT_WAIT
+    while _splitting(run, items) and (left := deadline - time.monotonic()) > 0:
+        try:
+            items.append(await asyncio.wait_for(queue.get(), left))
+        except TimeoutError:
+            break
+        _drain(queue, items)
+    return items
+
+
+def _drain(queue: asyncio.Queue[object], items: list[object]) -> None:
+    while not queue.empty():
+        items.append(queue.get_nowait())
+
+
+def _splitting(run: _Run, items: list[object]) -> bool:
+    """Whether these reports open a file while the file of that format before it is still open
+    and not among them closed (its close follows at once)."""
+    opened = {item.format for item in items if isinstance(item, OpenFile)}
+    if not opened or None in items:
+        return False
+    closed = {item.format for item in items if isinstance(item, ClosedFile)}
+    return any(fmt in opened and fmt not in closed for fmt, _ in run.open_files)
 
 
 class Supervisor:
@@ -301,9 +345,7 @@ class Supervisor:
         run = self._runs[task_id]
         ended = False
         while not ended:
-            items = [await queue.get()]
-            while not queue.empty():
-                items.append(queue.get_nowait())
+            items = await _reports(run, queue)
             ended = None in items  # the last report: the recorder thread has returned
             try:
                 await self._report(run, [item for item in items if item is not None])
@@ -332,7 +374,10 @@ class Supervisor:
             await self._tasks.submit(TaskUpdate(run.task.id, str(state), run.detail))
 
     def _new_file(self, run: _Run, fmt: str, partial_path: str, begin_ms: int) -> RecordedFile:
-        return new_file(run.task, fmt, partial_path, begin_ms, self._now_ms())
+        return self._new_file_of(run.task, fmt, partial_path, begin_ms)
+
+    def _new_file_of(self, task: Task, fmt: str, partial_path: str, begin_ms: int) -> RecordedFile:
+        return new_file(task, fmt, partial_path, begin_ms, self._now_ms())
 
     def _closing_of(
         self, run: _Run, item: ClosedFile, changes: _Changes
@@ -405,7 +450,9 @@ class Supervisor:
         log.info("supervisor.task_ended", task=task_id, outcome=outcome)
 
     async def _repair_leftovers(self, task: Task) -> None:
-        """Turn files a dead recorder left half-written into valid files (announced once)."""
+        """Turn files a dead recorder left half-written into valid files (announced once): those
+        it recorded, then those it opened a moment before it died, before their record was
+        written (``SPLIT_WAIT``), which only their sidecars tell of."""
         if task.attempts <= 1:
             return  # claimed for the first time: no recorder has written anything for it
         for record in await self._store.files.writing_for(task.id):
@@ -417,12 +464,30 @@ class Supervisor:
             if closed is None:
                 await self._store.files.discard(record.id)
                 continue
-            log.info("supervisor.repaired", task=task.id, key=closed.key)
-            closing = Closing(record.id, facts_of(closed), self._expiry(task))
-            await self._store.files.write(closed=[closing])
-            self._read_back.add([closed_file(record, closing)])
-            if self._sink is not None:
-                self._sink.closed([closed_file(record, closing)], {}, [])
+            await self._recovered(task, record, closed)
+        for info in await asyncio.to_thread(self._unrecorded, task):
+            closed = await asyncio.to_thread(repair, info.path, self._root)
+            if closed is not None:
+                record = self._new_file_of(task, info.format, str(info.path), info.begin_ms)
+                await self._recovered(task, record, closed, opened=True)
+
+    def _unrecorded(self, task: Task) -> list[PartialInfo]:
+        """The partials earlier attempts at `task` left that no record tells of (run after
+        those with a record were repaired, which removed their sidecars)."""
+        layout = Layout(self._root)
+        attempts = range(1, task.attempts)
+        return [p for a in attempts for p in layout.partials_of(recording_id(task.id, a))]
+
+    async def _recovered(
+        self, task: Task, record: RecordedFile, closed: ClosedFile, *, opened: bool = False
+    ) -> None:
+        """Write a repaired file closed (``opened``: with its record) and hand it on."""
+        log.info("supervisor.repaired", task=task.id, key=closed.key)
+        closing = Closing(record.id, facts_of(closed), self._expiry(task))
+        await self._store.files.write([record] if opened else [], [closing], self._now_ms())
+        self._read_back.add([closed_file(record, closing)])
+        if self._sink is not None:
+            self._sink.closed([closed_file(record, closing)], {}, [])
 
     async def close(self, grace: float = 15.0) -> None:
         """Stop every recorder (files closed and announced) and release the tasks' leases."""

@@ -1,0 +1,65 @@
+"""A split is written in one transaction: the next file's record with the previous file's close."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from tests.e2e.helpers import recording_settings
+from tests.support.origins import NginxRtmp, publish
+from tests.support.receiver import Receiver
+from tests.support.service import RunningService, wait_for
+
+
+class _Transactions:
+    """What each transaction of a SQLAlchemy engine did to the files table: opened (inserted)
+    and closed (updated with their facts) how many files."""
+
+    def __init__(self, engine: Any) -> None:
+        self.number = 0
+        self.done: dict[int, dict[str, int]] = defaultdict(lambda: {"opened": 0, "closed": 0})
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine, "commit", self._next)
+        event.listen(engine, "rollback", self._next)
+
+    def _statement(self, _conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        rows = len(params) if isinstance(params, list) else 1
+        if sql.startswith("INSERT INTO files"):
+            self.done[self.number]["opened"] += rows
+        elif sql.startswith("UPDATE files") and "duration=" in sql:
+            self.done[self.number]["closed"] += rows
+
+    def _next(self, _conn: Any) -> None:
+        self.number += 1
+
+    def written(self) -> list[dict[str, int]]:
+        """Transactions that wrote file records, in order."""
+        return [dict(t) for _, t in sorted(self.done.items()) if t["opened"] or t["closed"]]
+
+
+def test_the_next_file_is_recorded_with_the_close_of_the_one_before(
+    tmp_path: Path, origin: NginxRtmp, av_clip: Path, receiver: Receiver, stream_id: str
+) -> None:
+    publisher = publish(av_clip, origin.url(stream_id))
+    settings = recording_settings(tmp_path, origin, receiver.url, formats=("flv",), interval=2.0)
+    service = RunningService(settings).start()
+    assert service.service is not None
+    seen = _Transactions(service.service.store.engine.sync_engine)
+    try:
+        with service.client() as client:
+            answer = client.call("StartCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
+        assert answer["Code"] == 0, answer
+        wait_for(lambda: len(receiver.records()) >= 3, 40)
+    finally:
+        service.stop()
+        publisher.stop()
+    written = seen.written()
+    splits = [t for t in written if t["closed"] and t["opened"]]
+    assert len(splits) >= 3, written
+    # the first file opens alone; every later one opens with the close of the one before
+    # (the close at shutdown has no file after it)
+    assert written[0] == {"opened": 1, "closed": 0}, written
+    assert [t for t in written[1:-1] if t != {"opened": 1, "closed": 1}] == [], written
