@@ -154,8 +154,8 @@ SPLIT_WAIT = 0.5
 """Seconds the record of a file opened at a split waits for the close of the file before it,
 so that both are written in one transaction. The next file opens a moment before the previous
 one closes (which waits for the other streams' packets older than the split); writing the open
-alone cost a transaction per split. A crash in that moment leaves the new file's first fraction
-of a second without a record (not repaired), as the moment before its record is written did."""
+alone cost a transaction per split (decision 0015). A crash in that moment leaves the new file
+without a record; the next attempt repairs it by its sidecar (``_repair_leftovers``)."""
 
 
 async def _reports(run: _Run, queue: asyncio.Queue[object]) -> list[object]:
