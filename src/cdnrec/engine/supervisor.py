@@ -150,12 +150,13 @@ class _Changes:
     closed: list[tuple[RecordedFile, Closing]] = field(default_factory=list)
 
 
-SPLIT_WAIT = 0.5
+SPLIT_WAIT = 2.0
 """Seconds the record of a file opened at a split waits for the close of the file before it,
-so that both are written in one transaction. The next file opens a moment before the previous
-one closes (which waits for the other streams' packets older than the split); writing the open
-alone cost a transaction per split (decision 0015). A crash in that moment leaves the new file
-without a record; the next attempt repairs it by its sidecar (``_repair_leftovers``)."""
+so that both are written in one transaction (decision 0015). The file before a split stays open
+for the other streams' packets older than the split, which a native pull may read only at its
+next read, 0.5 to 1.5 s later (``pump.BEAT``); writing the open alone cost a transaction per
+split. A crash meanwhile leaves the new file without a record; the next attempt repairs it by
+its sidecar (``_repair_leftovers``)."""
 
 
 async def _reports(run: _Run, queue: asyncio.Queue[object]) -> list[object]:
