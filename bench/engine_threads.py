@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import shlex
@@ -38,7 +39,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 HERE = Path(__file__).resolve().parent
 STEPS = "steps "
@@ -108,12 +109,24 @@ def pct(ns: int, seconds: float, n: int = 1) -> float:
     return 100.0 * ns / 1e9 / seconds / n
 
 
+def _claim(work: Path) -> IO[str]:
+    """Hold ``work`` for this run (released when the process ends): a second run on the same
+    folder would delete the first one's files and share its database."""
+    lock = open(f"{work}.lock", "w")  # noqa: SIM115 - held open for the whole run
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another engine_threads.py run uses {work} (see --workdir)") from None
+    return lock
+
+
 class Run:
     """The origin, the publishers, one cdnrec service; the alternating windows."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.a = args
         self.work = Path(args.workdir)
+        self.lock = _claim(self.work)
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
         self.procs = H.Procs()
