@@ -12,6 +12,8 @@ from cdnrec.store import FileFacts, FileState, RecordedFile, Store, Task, TaskSt
 from cdnrec.store.deliveries import ABANDONED, DELIVERED, PENDING, Attempt, NewDelivery
 from cdnrec.store.files import Closing, Published, closed_file, new_file
 from cdnrec.store.ids import new_id
+from cdnrec.store.recorders import Beat
+from cdnrec.store.rounds import Round, Written
 
 NOW_MS = 1_700_000_000_000
 RETENTION_MS = 86_400_000
@@ -312,3 +314,45 @@ async def test_a_later_failed_attempt_keeps_the_first_delivery_time(
     await store.deliveries.attempted([failed])
     [again] = await store.deliveries.for_subject(file.id)
     assert (again.state, again.attempts, again.delivered_ms) == (PENDING, 2, NOW_MS + 1)
+
+
+# -- a recorder's round -------------------------------------------------------------------
+
+
+async def test_a_round_writes_files_checksums_and_the_heartbeat_together(
+    store: Store, task: Task
+) -> None:
+    claimed = await store.tasks.poll("rec-a", [], NOW_MS, 15_000, 1)
+    assert [t.id for t in claimed.claimed] == [task.id]
+    (earlier,) = await closed_files(store, task, 1)
+    split = new_file(task, "mp4", "/p/split", NOW_MS + 10_000, NOW_MS)
+    written = await store.write(
+        Round(
+            opened=[split],
+            closed=[Closing(split.id, facts(1), None)],
+            now_ms=NOW_MS,
+            checksums=[(facts(0).key, "ab" * 32)],
+            beat=Beat("rec-a", 5, NOW_MS + 1, (task.id, "someone-else-s"), NOW_MS + 60_000),
+        )
+    )
+    assert written.held == {task.id}  # the lease on a task it does not hold is not renewed
+    assert written.queued == []
+    split_now = await store.files.get(split.id)
+    earlier_now = await store.files.get(earlier.id)
+    assert split_now is not None
+    assert split_now.state is FileState.CLOSED
+    assert earlier_now is not None
+    assert earlier_now.sha256 == "ab" * 32
+    assert await store.recorders.room(NOW_MS) == 5 - 1  # its capacity less the task it holds
+    # the lease lasts until the beat said: another recorder cannot take the task before then
+    later = await store.tasks.poll("rec-b", [], NOW_MS + 59_000, 15_000, 1)
+    assert later.claimed == []
+
+
+async def test_a_round_with_nothing_but_checksums_renews_no_lease(store: Store, task: Task) -> None:
+    (file,) = await closed_files(store, task, 1)
+    written = await store.write(Round(checksums=[(facts(0).key, "cd" * 32)]))
+    assert written == Written([], None)
+    record = await store.files.get(file.id)
+    assert record is not None
+    assert record.sha256 == "cd" * 32

@@ -125,15 +125,16 @@ class Checksums:
 
 
 class ReadBack:
-    """Has recorded files read back for their checksum (``Checksums``) and writes the digests
-    into the store. Used on the event loop."""
+    """Has recorded files read back for their checksum (``Checksums``) and keeps the digests
+    until the supervisor's next transaction takes them (``take``; decision 0016). Used on the
+    event loop."""
 
     def __init__(self, files: FileRepo, root: Path) -> None:
         self._files = files
         self._root = root
         self._checksums = Checksums(self._read)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._writes: set[asyncio.Task[None]] = set()
+        self._sums: list[tuple[str, str]] = []
 
     def add(self, records: Iterable[RecordedFile]) -> None:
         """Read back files whose close is written (before a storage target may take them)."""
@@ -155,29 +156,33 @@ class ReadBack:
             log.info("checksums.missing", files=len(present))
             self.add(present)
 
+    def take(self) -> list[tuple[str, str]]:
+        """The digests read since the last ``take``, as (key, SHA-256 hex digest), for the
+        caller to write."""
+        sums, self._sums = self._sums, []
+        return sums
+
+    def give_back(self, sums: list[tuple[str, str]]) -> None:
+        """Digests taken whose write failed: the next ``take`` returns them again."""
+        self._sums[:0] = sums
+
     async def close(self, grace: float) -> None:
-        """Read and write what was handed in, for up to ``grace`` seconds (what is left is read
-        at the next start)."""
+        """Read what was handed in, for up to ``grace`` seconds, and write the digests not
+        taken yet (what is left is read at the next start)."""
         await asyncio.to_thread(self._checksums.close, grace)
-        while self._writes:
-            await asyncio.wait(set(self._writes))
-
-    def _read(self, sums: list[tuple[str, str]]) -> None:
-        """Checksums were read (on the checksum thread): write them on the loop."""
-        loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._write, sums)
-
-    def _write(self, sums: list[tuple[str, str]]) -> None:
-        task = asyncio.create_task(self._store(sums))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def _store(self, sums: list[tuple[str, str]]) -> None:
+        sums = self.take()  # the thread's last report ran on the loop before the join returned
+        if not sums:
+            return
         try:
             await self._files.set_checksums(sums)
-        except Exception:  # read again at the next start
+        except Exception:
             log.exception("checksums.write_failed", files=len(sums))
+
+    def _read(self, sums: list[tuple[str, str]]) -> None:
+        """Checksums were read (on the checksum thread): keep them, on the loop."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._sums.extend, sums)
 
 
 def _opened(path: Path, key: str) -> io.BufferedReader | None:

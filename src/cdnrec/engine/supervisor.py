@@ -35,7 +35,9 @@ from cdnrec.store import FileFacts, FileState, RecordedFile, Store, Task, TaskSt
 from cdnrec.store.batching import GroupCommit
 from cdnrec.store.files import Closing, Published, closed_file, new_file
 from cdnrec.store.models import Delivery
+from cdnrec.store.recorders import Beat
 from cdnrec.store.revision import quiet, watched
+from cdnrec.store.rounds import Round
 from cdnrec.store.tasks import Poll, TaskUpdate
 
 log = structlog.get_logger("cdnrec.engine")
@@ -150,6 +152,11 @@ class _Changes:
     closed: list[tuple[RecordedFile, Closing]] = field(default_factory=list)
 
 
+BEAT_APART = 0.25
+"""Seconds after a heartbeat before a file transaction carries the next one (decision 0016): at
+most a few extra lease renewals a second under load, and one heartbeat round fewer per file
+at one recording."""
+
 SPLIT_WAIT = 2.0
 """Seconds the record of a file opened at a split waits for the close of the file before it,
 so that both are written in one transaction (decision 0015). The file before a split stays open
@@ -212,6 +219,7 @@ class Supervisor:
         self._closing = False
         self._wake = asyncio.Event()
         self._next_heartbeat = 0.0
+        self._last_beat = float("-inf")
         self._next_poll = 0.0
         """When a poll is due even if nothing changed in the store (clock seconds)."""
         self._polled: object = None
@@ -252,31 +260,72 @@ class Supervisor:
                 self._polled = seen
             except Exception:
                 log.exception("supervisor.tick_failed")
-            due = min(self._next_heartbeat, self._next_poll)
-            await quiet(
-                self._wake,
-                revision,
-                seen,
-                every=self._settings.poll,
-                longest=max(self._settings.poll, due - self._clock()),
-                since=since,
-            )
+            # a file transaction may carry the heartbeat meanwhile (``_beat_again``): then
+            # the time runs out before it is due, and the supervisor sleeps on without a look
+            while (
+                await quiet(
+                    self._wake,
+                    revision,
+                    seen,
+                    every=self._settings.poll,
+                    longest=max(self._settings.poll, self._due() - self._clock()),
+                    since=since,
+                )
+                and self._clock() < self._due()
+            ):
+                pass
+
+    def _due(self) -> float:
+        """When the next round is due though nothing happens: a heartbeat or a poll."""
+        return min(self._next_heartbeat, self._next_poll)
 
     async def heartbeat(self) -> None:
         """Tell the store this recorder is alive and how many recordings it may hold (Start
         refuses new streams when every live recorder is full), and renew the leases of its
-        recordings (in the same transaction); stop those whose lease was lost."""
-        self._next_heartbeat = self._clock() + self._settings.lease / 3
+        recordings (in the same transaction, with the checksums read back meanwhile); stop
+        those whose lease was lost."""
+        await self._write(beat=True)
+
+    async def _write(
+        self,
+        opened: list[RecordedFile] | None = None,
+        closed: list[Closing] | None = None,
+        *,
+        beat: bool,
+    ) -> list[Delivery] | None:
+        """One transaction for file changes, the checksums read back since the last one, and
+        (``beat``) the heartbeat; the callbacks it queued (see ``Written.queued``)."""
+        heartbeat = self._beat() if beat else None
+        sums = self._read_back.take()
+        round_ = Round(opened or (), closed or (), self._now_ms(), sums, heartbeat)
+        try:
+            written = await self._store.write(round_)
+        except BaseException:
+            self._read_back.give_back(sums)
+            raise
+        if heartbeat is not None and written.held is not None:
+            self._renewed(heartbeat.held, written.held)
+        return written.queued
+
+    def _beat(self) -> Beat:
+        """The heartbeat now; the next is due a third of the lease later."""
+        self._last_beat = self._clock()
+        self._next_heartbeat = self._last_beat + self._settings.lease / 3
         now_ms = self._now_ms()
-        held = await self._store.recorders.heartbeat(
-            self.owner,
-            self._settings.capacity,
-            now_ms,
-            list(self._runs),
-            now_ms + int(self._settings.lease * 1000),
-        )
-        for task_id, run in list(self._runs.items()):
-            if task_id not in held and not run.lost:
+        until_ms = now_ms + int(self._settings.lease * 1000)
+        return Beat(self.owner, self._settings.capacity, now_ms, tuple(self._runs), until_ms)
+
+    def _beat_again(self) -> bool:
+        """Whether a file transaction carries the heartbeat (and its own round is put off): unless
+        one was written less than ``BEAT_APART`` ago."""
+        return self._clock() - self._last_beat >= BEAT_APART
+
+    def _renewed(self, asked: tuple[str, ...], held: set[str]) -> None:
+        """Stop the recordings of ``asked`` whose lease was not renewed (another recorder holds
+        the task now)."""
+        for task_id in asked:
+            run = self._runs.get(task_id)
+            if run is not None and task_id not in held and not run.lost:
                 run.lost = True
                 log.warning("supervisor.lease_lost", task=task_id)
                 run.recorder.stop()
@@ -411,7 +460,7 @@ class Supervisor:
         records = [record for record, _ in closed]
         published = await self._prepared(records)
         closings = [replace(c, published=published.get(c.file_id)) for _, c in closed]
-        queued = await self._store.files.write(opened, closings, self._now_ms())
+        queued = await self._write(opened, closings, beat=self._beat_again())
         self._read_back.add(records)  # before the sink may take them away
         if self._sink is not None and records:
             self._sink.closed(records, published, queued)

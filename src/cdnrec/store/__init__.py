@@ -12,6 +12,7 @@ from cdnrec.store.jobs import JobRepo
 from cdnrec.store.models import App, FileState, RecordedFile, Task, TaskState
 from cdnrec.store.recorders import RecorderRepo
 from cdnrec.store.revision import Revision, revision_for
+from cdnrec.store.rounds import Round, Written, write_round
 from cdnrec.store.tasks import TaskRepo
 
 
@@ -36,6 +37,10 @@ class Store:
         if migrate_schema:
             await migrate(engine)
         return cls(engine)
+
+    async def write(self, round_: Round) -> Written:
+        """A recorder's file changes, checksums and heartbeat, in one transaction."""
+        return await write_round(self.engine, round_)
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""

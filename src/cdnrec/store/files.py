@@ -133,10 +133,7 @@ class FileRepo:
         A file may be opened and closed in the same call. Returns the callbacks queued (None
         when it cannot tell which, see `insert_once`).
         """
-        queued = [c.published.delivery for c in closed if c.published and c.published.delivery]
-        inserted = [_inserted(r) for r in opened]
-        closes = [_closed(c) for c in closed]
-        return await transaction(self._engine, _write, inserted, closes, queued, now_ms)
+        return await transaction(self._engine, write_files, opened, closed, now_ms)
 
     async def discard(self, file_id: str) -> None:
         """Forget a file that held no media (e.g. cut before its first packet)."""
@@ -159,8 +156,7 @@ class FileRepo:
 
     async def set_checksums(self, sums: Sequence[tuple[str, str]]) -> None:
         """Set the SHA-256 of live files by key (key, hex digest), in one statement."""
-        params = [{"p_key": key, "p_sha256": sha256} for key, sha256 in sums]
-        await transaction(self._engine, _execute_many, _CHECKSUM, params)
+        await transaction(self._engine, write_checksums, sums)
 
     async def without_checksum(self, limit: int = 1000) -> list[RecordedFile]:
         """Recorded files complete on disk whose checksum was never written (the process that
@@ -418,24 +414,26 @@ def _file(row: Any) -> RecordedFile:
     )
 
 
-def _write(
+def write_files(
     conn: Connection,
-    inserted: list[dict[str, Any]],
-    closes: list[dict[str, Any]],
-    queued: list[NewDelivery],
+    opened: Sequence[RecordedFile],
+    closed: Sequence[Closing],
     now_ms: int,
 ) -> list[Delivery] | None:
-    if inserted:
-        conn.execute(_INSERT, inserted)
-    if closes:
-        conn.execute(_CLOSE, closes)
+    """``FileRepo.write``'s statements, within a transaction of ``conn``."""
+    if opened:
+        conn.execute(_INSERT, [_inserted(r) for r in opened])
+    if closed:
+        conn.execute(_CLOSE, [_closed(c) for c in closed])
+    queued = [c.published.delivery for c in closed if c.published and c.published.delivery]
     return insert_once(conn, queued, now_ms) if queued else []
+
+
+def write_checksums(conn: Connection, sums: Sequence[tuple[str, str]]) -> None:
+    """``FileRepo.set_checksums``'s statement, within a transaction of ``conn``."""
+    if sums:
+        conn.execute(_CHECKSUM, [{"p_key": key, "p_sha256": sha256} for key, sha256 in sums])
 
 
 def _execute(conn: Connection, statement: Executable) -> None:
     conn.execute(statement)
-
-
-def _execute_many(conn: Connection, statement: Executable, params: list[dict[str, Any]]) -> None:
-    if params:
-        conn.execute(statement, params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, select
@@ -12,6 +13,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from cdnrec.store.database import Database, transaction
 from cdnrec.store.tables import recorders, tasks
 from cdnrec.store.tasks import LIVE, renew_leases
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A recorder's heartbeat: `owner` is alive at `now_ms` and may hold `capacity`
+    recordings, and its leases on the tasks `held` last until `lease_until_ms`."""
+
+    owner: str
+    capacity: int
+    now_ms: int
+    held: tuple[str, ...] = ()
+    lease_until_ms: int = 0
 
 
 class RecorderRepo:
@@ -31,9 +44,8 @@ class RecorderRepo:
         """`owner` is alive now and may hold `capacity` recordings; the leases it holds on
         the tasks `held` last until `lease_until_ms`. One transaction; returns those of `held`
         it still owns."""
-        return await transaction(
-            self._engine, _heartbeat, owner, capacity, now_ms, held, lease_until_ms
-        )
+        beat = Beat(owner, capacity, now_ms, tuple(held), lease_until_ms)
+        return await transaction(self._engine, write_beat, beat)
 
     async def gone(self, owner: str) -> None:
         """`owner` stopped: its capacity no longer counts."""
@@ -79,14 +91,8 @@ def _alive(insert: Any) -> Any:
 _ALIVE = {"sqlite": _alive(sqlite_insert), "postgresql": _alive(postgresql_insert)}
 
 
-def _heartbeat(
-    conn: Connection,
-    owner: str,
-    capacity: int,
-    now_ms: int,
-    held: Collection[str],
-    lease_until_ms: int,
-) -> set[str]:
-    params = {"p_owner": owner, "p_capacity": capacity, "p_seen_ms": now_ms}
+def write_beat(conn: Connection, beat: Beat) -> set[str]:
+    """``RecorderRepo.heartbeat``'s statements, within a transaction of ``conn``."""
+    params = {"p_owner": beat.owner, "p_capacity": beat.capacity, "p_seen_ms": beat.now_ms}
     conn.execute(_ALIVE[conn.dialect.name], params)
-    return renew_leases(conn, owner, held, lease_until_ms)
+    return renew_leases(conn, beat.owner, beat.held, beat.lease_until_ms)

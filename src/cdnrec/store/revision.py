@@ -174,9 +174,10 @@ async def quiet(
     every: float,
     longest: float,
     since: int | None = None,
-) -> None:
+) -> bool:
     """Wait until nudged (``wake``), until another process changed the database since ``seen``,
-    or ``longest`` seconds. The database is looked at every ``every`` seconds; where its writes
+    or ``longest`` seconds; True when the time ran out with nothing seen (for a store that can
+    tell). The database is looked at every ``every`` seconds; where its writes
     are watched, once, then only ``every`` seconds after a write (a look comes late enough for
     the write to have settled, ``SETTLE``). A store that cannot tell (``seen`` is None) waits
     ``every``.
@@ -195,17 +196,19 @@ async def quiet(
         if wait_write and await _woken_or_written(
             wake, changes, generation, seen, until - loop.time()
         ):
-            return
+            return False
         if await _woken(wake, min(every, until - loop.time())):
-            return
-        if seen is None or loop.time() >= until:
-            return  # the caller reads the revision next anyway
+            return False
+        if seen is None:
+            return False  # the caller reads the revision next anyway
+        if loop.time() >= until:
+            return True
         generation = changes.generation if changes is not None else 0
         try:
             if await revision() != seen:
-                return
+                return False
         except Exception:
-            return  # cannot tell: let the caller read (and report what fails)
+            return False  # cannot tell: let the caller read (and report what fails)
 
 
 async def _woken(wake: asyncio.Event, seconds: float) -> bool:
