@@ -57,9 +57,11 @@ class _Transactions:
 _KINDS = ("opened", "closed", "checksums", "beat")
 
 
-def test_the_next_file_is_recorded_with_the_close_of_the_one_before(
-    tmp_path: Path, origin: NginxRtmp, av_clip: Path, receiver: Receiver, stream_id: str
-) -> None:
+def _record_2s_files(
+    tmp_path: Path, origin: NginxRtmp, av_clip: Path, receiver: Receiver, stream_id: str, n: int
+) -> tuple[_Transactions, list[dict[str, int]]]:
+    """Record ``stream_id`` in 2 s FLV files until ``n`` callbacks came, then stop the service;
+    its transactions, and all of them that did something before the shutdown began."""
     publisher = publish(av_clip, origin.url(stream_id))
     settings = recording_settings(tmp_path, origin, receiver.url, formats=("flv",), interval=2.0)
     service = RunningService(settings).start()
@@ -69,10 +71,18 @@ def test_the_next_file_is_recorded_with_the_close_of_the_one_before(
         with service.client() as client:
             answer = client.call("StartCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
         assert answer["Code"] == 0, answer
-        wait_for(lambda: len(receiver.records()) >= 3, 40)
+        wait_for(lambda: len(receiver.records()) >= n, 40)
+        before_stop = seen.all()
     finally:
         service.stop()
         publisher.stop()
+    return seen, before_stop
+
+
+def test_the_next_file_is_recorded_with_the_close_of_the_one_before(
+    tmp_path: Path, origin: NginxRtmp, av_clip: Path, receiver: Receiver, stream_id: str
+) -> None:
+    seen, _ = _record_2s_files(tmp_path, origin, av_clip, receiver, stream_id, 3)
     written = seen.written()
     splits = [t for t in written if t["closed"] and t["opened"]]
     assert len(splits) >= 3, written
@@ -86,25 +96,12 @@ def test_checksums_and_heartbeats_ride_with_the_file_transactions(
     tmp_path: Path, origin: NginxRtmp, av_clip: Path, receiver: Receiver, stream_id: str
 ) -> None:
     # lease 3 s (recording_settings): a heartbeat every second; a split carries it unless one
-    # was written less than BEAT_APART before
-    publisher = publish(av_clip, origin.url(stream_id))
-    settings = recording_settings(tmp_path, origin, receiver.url, formats=("flv",), interval=2.0)
-    service = RunningService(settings).start()
-    assert service.service is not None
-    seen = _Transactions(service.service.store.engine.sync_engine)
-    try:
-        with service.client() as client:
-            answer = client.call("StartCDNRecord", {"StreamId[]": [stream_id], "Vendor": "Tencent"})
-        assert answer["Code"] == 0, answer
-        wait_for(lambda: len(receiver.records()) >= 4, 40)
-        recorded = seen.all()  # before the shutdown, which writes what is left alone
-    finally:
-        service.stop()
-        publisher.stop()
+    # was written less than BEAT_APART before. The shutdown writes what is left alone.
+    _, recorded = _record_2s_files(tmp_path, origin, av_clip, receiver, stream_id, 4)
     files = [t for t in recorded if t["opened"] or t["closed"]]
     sums = [t for t in recorded if t["checksums"]]
     assert sum(t["checksums"] for t in sums) >= 2, recorded
     # no checksum has a transaction of its own: it waits for a file change or a heartbeat
     assert [t for t in sums if not (t["opened"] or t["closed"] or t["beat"])] == [], recorded
     # file transactions carry the heartbeat
-    assert [t for t in files if t["beat"]], "\n".join(map(str, recorded))
+    assert [t for t in files if t["beat"]], recorded
