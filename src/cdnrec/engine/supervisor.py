@@ -316,9 +316,15 @@ class Supervisor:
         return Beat(self.owner, self._settings.capacity, now_ms, tuple(self._runs), until_ms)
 
     def _beat_again(self) -> bool:
-        """Whether a file transaction carries the heartbeat (and its own round is put off): unless
-        one was written less than ``BEAT_APART`` ago."""
-        return self._clock() - self._last_beat >= BEAT_APART
+        """Whether a file transaction carries the heartbeat (its own round is then put off).
+        Not when one was written less than ``BEAT_APART`` ago; the next is then due a third of
+        the lease after this transaction, as if it had carried one: heartbeats and files that
+        keep their phase would otherwise meet that way every time, and no file would carry one."""
+        now = self._clock()
+        if now - self._last_beat >= BEAT_APART:
+            return True
+        self._next_heartbeat = now + self._settings.lease / 3
+        return False
 
     def _renewed(self, asked: tuple[str, ...], held: set[str]) -> None:
         """Stop the recordings of ``asked`` whose lease was not renewed (another recorder holds
