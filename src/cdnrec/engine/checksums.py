@@ -33,7 +33,8 @@ Report = Callable[[list[tuple[str, str]]], None]
 """Receives checksums as (key, SHA-256 hex digest), on the checksum thread."""
 
 EVERY = 1.0
-"""Seconds between two reports while files keep coming (one write of the store each)."""
+"""Seconds between two reports while files keep coming (one hand-over to the event loop each;
+the supervisor's next transaction writes them, decision 0016)."""
 
 OPEN_AHEAD = 64
 """Files kept open while they wait to be read; those handed in beyond are opened when read (a
